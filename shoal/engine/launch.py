@@ -27,7 +27,7 @@ def load_runner(settings: EngineSettings) -> LlamaCppRunner:
             n_ctx=settings.max_batch_total_tokens,
             n_batch=(settings.max_batch_prefill_tokens or 0) + settings.max_sequences,
             n_seq_max=settings.max_sequences, n_threads=settings.threads,
-            n_gpu_layers=-1 if settings.num_gpus else 0,
+            n_gpu_layers=-1 if settings.num_gpus else 0, flash_attention=settings.flash_attention,
             on_progress=lambda p: progress.update(task, completed=p))
     log.info("loaded %s (%s, %s) with %d threads", runner.info.model_id, runner.info.description,
              runner.info.device, settings.threads)

@@ -203,6 +203,7 @@ class Scheduler:
             self._steps_since_admit = 0
             self.peak_reserved_tokens = max(self.peak_reserved_tokens, self._reserved)
             metrics.BATCH_MAX_TOKENS_PEAK.set(self.peak_reserved_tokens)
+            self._observe_batch()
         metrics.QUEUE_SIZE.set(len(self._waiting))
 
     def _plan(self) -> tuple[list[BatchItem], list[Sequence]]:
@@ -302,6 +303,7 @@ class Scheduler:
         self.runner.release(seq.seq_id)
         self._free_ids.append(seq.seq_id)
         self._reserved -= seq.reserved_tokens
+        self._observe_batch()
 
     def _fail(self, seqs: list[Sequence], error: ApiError) -> None:
         for seq in seqs:
@@ -316,9 +318,11 @@ class Scheduler:
 
     def _observe_step(self, seconds: float, tokens: int) -> None:
         metrics.BATCH_FORWARD_DURATION.observe(seconds)
+        metrics.BATCH_TOKENS.inc(tokens)
+
+    def _observe_batch(self) -> None:
         metrics.BATCH_SIZE.set(len(self._running))
         metrics.BATCH_RESERVED_TOKENS.set(self._reserved)
-        metrics.BATCH_TOKENS.inc(tokens)
 
 
 def _emit_all(events: list[tuple[Sequence, Event]]) -> None:

@@ -41,7 +41,7 @@ class LlamaCppRunner:
     """Loads a GGUF model and runs batched forward passes over many sequences."""
 
     def __init__(self, model_id: str, path: Path, *, n_ctx: int, n_batch: int, n_seq_max: int,
-                 n_threads: int, n_gpu_layers: int = 0,
+                 n_threads: int, n_gpu_layers: int = 0, flash_attention: bool = True,
                  on_progress: Callable[[float], None] | None = None) -> None:
         _init_backend()
         self._keep: list[object] = []
@@ -61,6 +61,7 @@ class LlamaCppRunner:
         ctx_params.n_seq_max = n_seq_max
         ctx_params.n_threads = ctx_params.n_threads_batch = n_threads
         ctx_params.kv_unified = True  # one KV pool shared by all sequences, so short ones leave room
+        ctx_params.flash_attn_type = 1 if flash_attention else 0
         ctx_params.swa_full = False
         ctx_params.no_perf = True
         self.ctx = ll.llama_init_from_model(self.model, ctx_params)

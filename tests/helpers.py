@@ -1,0 +1,62 @@
+"""Helpers for tests: real engine processes serving the real gemma-3-270m model on loopback."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before it was healthy")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not healthy after {timeout}s")
+
+
+@contextmanager
+def engine_process(tmp: Path, **env: str | int) -> Iterator[str]:
+    """Run `shoal engine` with TGI env settings; yields its base URL."""
+    port = free_port()
+    log = (tmp / f"engine-{port}.log").open("w")
+    environment = {**os.environ, **{k: str(v) for k, v in env.items()}}
+    proc = subprocess.Popen([sys.executable, "-m", "shoal.cli", "engine", "--port", str(port)],
+                            env=environment, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def metric(url: str, name: str) -> float:
+    """The value of an unlabelled Prometheus sample from `url`/metrics."""
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise KeyError(name)
