@@ -25,7 +25,7 @@ def load_runner(settings: EngineSettings) -> LlamaCppRunner:
         runner = LlamaCppRunner(
             canonical_name(settings.model_id), path,
             n_ctx=settings.max_batch_total_tokens,
-            n_batch=(settings.max_batch_prefill_tokens or 0) + settings.max_sequences,
+            n_batch=settings.max_batch_prefill_tokens + settings.max_sequences,
             n_seq_max=settings.max_sequences, n_threads=settings.threads,
             n_gpu_layers=-1 if settings.num_gpus else 0, flash_attention=settings.flash_attention,
             on_progress=lambda p: progress.update(task, completed=p))

@@ -209,7 +209,7 @@ class Scheduler:
     def _plan(self) -> tuple[list[BatchItem], list[Sequence]]:
         items: list[BatchItem] = []
         owners: list[Sequence] = []
-        prefill_budget = self.settings.max_batch_prefill_tokens or 0
+        prefill_budget = self.settings.max_batch_prefill_tokens
         for seq in self._running:
             if seq.in_prefill:
                 chunk = min(len(seq.prompt) - seq.prefilled, prefill_budget)

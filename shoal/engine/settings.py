@@ -39,10 +39,11 @@ class EngineSettings(BaseModel):
     """What one engine process (one copy) runs with."""
 
     model_id: str = "gemma-3-270m"
-    max_input_length: int = Field(1024, gt=0)
+    # Unset limits follow the set ones, as TGI's launcher does.
+    max_input_length: int = Field(None, gt=0)  # type: ignore[assignment]  # min(1024, total - 1)
     max_total_tokens: int = Field(2048, gt=0)
-    max_batch_prefill_tokens: int | None = Field(None, gt=0)  # default: max_input_length + 50
-    max_batch_total_tokens: int = Field(16384, gt=0)
+    max_batch_prefill_tokens: int = Field(None, gt=0)  # type: ignore[assignment]  # input + 50
+    max_batch_total_tokens: int = Field(None, gt=0)  # type: ignore[assignment]  # max(16384, total)
     max_concurrent_requests: int = Field(128, gt=0)
     max_stop_sequences: int = Field(4, ge=0)
     max_best_of: int = Field(2, gt=0)
@@ -58,8 +59,12 @@ class EngineSettings(BaseModel):
 
     @model_validator(mode="after")
     def _tgi_startup_checks(self) -> EngineSettings:
+        if self.max_input_length is None:
+            self.max_input_length = max(1, min(1024, self.max_total_tokens - 1))
         if self.max_batch_prefill_tokens is None:
             self.max_batch_prefill_tokens = self.max_input_length + 50
+        if self.max_batch_total_tokens is None:
+            self.max_batch_total_tokens = max(16384, self.max_total_tokens)
         if self.max_input_length >= self.max_total_tokens:
             raise ValueError(
                 f"`max_input_length` must be < `max_total_tokens`. Given: "
