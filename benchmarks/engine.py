@@ -13,7 +13,6 @@ rotated each repetition; the table shows medians of `--runs` repetitions and the
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import os
 import statistics
@@ -33,6 +32,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import free_port, wait_healthy  # noqa: E402
 
+from shoal.engine.runners.llamacpp import init_backend  # noqa: E402
 from shoal.models.registry import resolve  # noqa: E402
 
 PROMPTS = ["Once upon a time, in a small village by the sea, there lived",
@@ -48,7 +48,7 @@ class RawLoop:
     """The bare llama.cpp batch API, configured as shoal's engine configures it."""
 
     def __init__(self, path: Path) -> None:
-        ll.llama_log_set(ll.llama_log_callback(lambda *_: None), ctypes.c_void_p(0))
+        init_backend()  # llama.cpp's log goes to Python logging, as in the engine
         self.model = ll.llama_model_load_from_file(str(path).encode(), ll.llama_model_default_params())
         params = ll.llama_context_default_params()
         params.n_ctx, params.n_batch, params.n_ubatch, params.n_seq_max = CTX, 2048, 512, 64
@@ -145,7 +145,7 @@ def main(runs: int = 3, new_tokens: int = 64, streams: str = "1,4,16,32",
                   "--num-threads", str(THREADS), "--max-batch-total-tokens", str(CTX)]
     peer_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--port", str(peer_port),
                 "--n_ctx", "4096", "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS),
-                "--flash_attn", "true"]
+                "--flash_attn", "true", "--interrupt_requests", "false"]  # queue, do not cut off
     engine = _start(env_engine, shoal_port, out.parent / "engine-shoal.log", "health")
     peer = _start(peer_cmd, peer_port, out.parent / "engine-peer.log", "models")
     raw = RawLoop(path)

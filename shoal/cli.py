@@ -1,8 +1,11 @@
 """The `shoal` command line."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -55,6 +58,234 @@ def engine(
         waiting_served_ratio=waiting_served_ratio, max_waiting_tokens=max_waiting_tokens,
         chat_template=chat_template, num_threads=num_threads)
     run_engine(settings, host, port)
+
+
+# -- the server ---------------------------------------------------------------------------------
+DEFAULT_PORT = 8000
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for the control API and the gateway")] = DEFAULT_PORT,
+    state_dir: Annotated[Optional[Path], typer.Option(help="Where state and copy logs live")] = None,
+    default_component: Annotated[Optional[str], typer.Option(help="Component for the TGI routes")] = None,
+    max_queue: Annotated[int, typer.Option(help="Requests a component may queue when all copies are busy")] = 256,
+    queue_timeout: Annotated[float, typer.Option(help="Seconds a queued request waits before a 429")] = 30.0,
+    log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
+) -> None:
+    """Run the shoal server: control API, copies and gateway, on one port."""
+    _setup_logging(log_level)
+    from shoal.gateway.upstream import GatewaySettings
+    from shoal.server import DEFAULT_STATE_DIR, run_server
+
+    asyncio.run(run_server(host, port, state_dir or DEFAULT_STATE_DIR, default_component=default_component,
+                           gateway=GatewaySettings(max_queue, queue_timeout)))
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="Registered model name or .gguf path")] = "gemma-3-270m",
+    copies: Annotated[int, typer.Option(min=1, help="How many copies")] = 2,
+    cpus: Annotated[Optional[float], typer.Option(help="CPU cores per copy (default: an even share)")] = None,
+    accelerators: Annotated[int, typer.Option(help="Accelerators per copy")] = 0,
+    memory: Annotated[int, typer.Option(help="MinMemoryRequiredInMb per copy")] = 1024,
+    env: Annotated[Optional[list[str]], typer.Option(help="Engine setting KEY=VALUE (TGI names)")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = DEFAULT_PORT,
+    routing: Annotated[str, typer.Option(help="Routing strategy")] = "LEAST_OUTSTANDING_REQUESTS",
+    log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
+) -> None:
+    """One command: serve MODEL with N copies behind one endpoint until Ctrl-C (nothing is kept)."""
+    _setup_logging(log_level)
+    import tempfile
+
+    from shoal.control.models import ComponentSpec, EndpointSpec
+    from shoal.control.resources import ComputeRequirements, local_instance
+    from shoal.errors import ApiError
+    from shoal.sdk import component_name_for
+    from shoal.server import run_server
+
+    share = local_instance().vcpus / copies
+    per_copy = cpus or (float(int(share)) if share >= 1 else share)
+    settings = dict(_pairs(env or []))
+    name = component_name_for(model)
+
+    async def deploy(controller) -> None:  # type: ignore[no-untyped-def]
+        try:
+            controller.create_endpoint(EndpointSpec(name="default", routing=routing))
+            controller.create_component(ComponentSpec(
+                name=name, endpoint="default", model_id=model, env=settings, copies=copies,
+                compute=ComputeRequirements(num_accelerators=accelerators, num_cpus=per_copy, min_memory_mb=memory)))
+        except ApiError as exc:
+            err.print(f"[red]error:[/red] {exc.message}")
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        asyncio.create_task(_announce(controller, name, host, port))
+
+    with tempfile.TemporaryDirectory(prefix="shoal-serve-") as state:
+        asyncio.run(run_server(host, port, Path(state), on_ready=deploy))
+
+
+async def _announce(controller, name: str, host: str, port: int) -> None:  # type: ignore[no-untyped-def]
+    while (status := controller.component(name).status.value) not in ("InService", "Failed"):
+        await asyncio.sleep(0.2)
+    comp = controller.component(name)
+    if status == "Failed":
+        err.print(f"[red]{name} failed:[/red] {comp.failure}")
+        return
+    base = f"http://{host}:{port}"
+    err.print(f"[green]{name}: {len(comp.replicas)} copies in service[/green] behind {base}\n"
+              f"  TGI:       curl {base}/generate -d '{{\"inputs\": \"Hello\", \"parameters\": "
+              f"{{\"max_new_tokens\": 20}}}}' -H 'Content-Type: application/json'\n"
+              f"  OpenAI:    {base}/v1/chat/completions (model \"{name}\")\n"
+              f"  SageMaker: {base}/endpoints/default/invocations\n"
+              f"  Metrics:   {base}/metrics")
+
+
+def _pairs(items: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"expected KEY=VALUE, got '{item}'")
+        out.append((key, value))
+    return out
+
+
+# -- client commands (talk to a running server) ---------------------------------------------
+Url = Annotated[str, typer.Option("--url", envvar="SHOAL_URL", help="The shoal server")]
+
+
+@app.command()
+def deploy(
+    model: Annotated[str, typer.Argument(help="Registered model name or .gguf path")],
+    endpoint: Annotated[str, typer.Option(help="Endpoint name (created if missing)")] = "default",
+    name: Annotated[Optional[str], typer.Option(help="Inference component name")] = None,
+    copies: Annotated[int, typer.Option(min=0)] = 1,
+    cpus: Annotated[float, typer.Option(help="CPU cores per copy")] = 1.0,
+    accelerators: Annotated[int, typer.Option(help="Accelerators per copy")] = 0,
+    memory: Annotated[int, typer.Option(help="MinMemoryRequiredInMb per copy")] = 1024,
+    max_memory: Annotated[Optional[int], typer.Option(help="MaxMemoryRequiredInMb per copy")] = None,
+    instance_type: Annotated[str, typer.Option(help="Instance type of a new endpoint")] = "local",
+    instance_count: Annotated[int, typer.Option(help="Instances of a new endpoint")] = 1,
+    routing: Annotated[str, typer.Option(help="Routing strategy of a new endpoint")] = "LEAST_OUTSTANDING_REQUESTS",
+    startup_timeout: Annotated[int, typer.Option(help="ContainerStartupHealthCheckTimeoutInSeconds")] = 600,
+    env: Annotated[Optional[list[str]], typer.Option(help="Engine setting KEY=VALUE (TGI names)")] = None,
+    url: Url = f"http://127.0.0.1:{DEFAULT_PORT}",
+) -> None:
+    """Deploy a model as an inference component and wait until it serves."""
+    from shoal.sdk import Model, ResourceRequirements, Session
+
+    limits = {"memory": max_memory} if max_memory else None
+    resources = ResourceRequirements({"copies": copies, "num_accelerators": accelerators, "num_cpus": cpus,
+                                      "memory": memory}, limits)
+    predictor = Model(model, env=dict(_pairs(env or [])), name=name, session=Session(url)).deploy(
+        endpoint, instance_type, instance_count, resources, startup_timeout, routing)
+    _show_component(predictor.describe())
+
+
+@app.command("ls")
+def list_all(url: Url = f"http://127.0.0.1:{DEFAULT_PORT}") -> None:
+    """Endpoints and their inference components."""
+    from rich.table import Table
+
+    from shoal.sdk import Session
+
+    session = Session(url)
+    table = Table("endpoint", "instances", "routing", "component", "model", "copies", "status")
+    for ep in session.endpoints():
+        spec = ep["spec"]
+        comps = session.components(spec["name"]) or [None]
+        for c in comps:
+            table.add_row(spec["name"], f"{spec['instance_type']} x{spec['instance_count']}", spec["routing"],
+                          *(("", "", "", ep["status"]) if c is None else (
+                              c["spec"]["name"], c["spec"]["model_id"], _copies(c), c["status"])))
+    Console().print(table)
+
+
+def _copies(c: dict) -> str:
+    serving = sum(1 for r in c["copies"] if r["status"] == "InService")
+    return f"{serving}/{len(c['copies'])}"
+
+
+@app.command()
+def describe(name: Annotated[str, typer.Argument(help="Inference component name")],
+             url: Url = f"http://127.0.0.1:{DEFAULT_PORT}") -> None:
+    """Where each copy of a component runs, and how it is."""
+    from shoal.sdk import Session
+
+    _show_component(Session(url).component(name))
+
+
+def _show_component(view: dict) -> None:
+    from rich.table import Table
+
+    spec = view["spec"]
+    reason = f" ({view['reason']})" if view.get("reason") else ""
+    Console().print(f"[bold]{spec['name']}[/bold] on {spec['endpoint']}: {spec['model_id']}, "
+                    f"{view['status']}{reason}")
+    table = Table("copy", "status", "instance", "accelerators", "cores", "memory MB", "address", "pid",
+                  "restarts", "in flight", "reason")
+    for r in view["copies"]:
+        slot = r["slot"]
+        table.add_row(r["id"], r["status"], str(slot["instance"]), ",".join(map(str, slot["accelerators"])) or "-",
+                      ",".join(map(str, slot["cores"])) + ("" if slot["cpu_share"] >= 1 else f" ({slot['cpu_share']:g})"),
+                      str(slot["memory_mb"]), r["address"] or "-", str(r["pid"] or "-"), str(r["restarts"]),
+                      str(r["in_flight"]), r["reason"] or "")
+    Console().print(table)
+
+
+@app.command()
+def scale(name: Annotated[str, typer.Argument(help="Inference component name")],
+          copies: Annotated[int, typer.Argument(min=0, help="New copy count")],
+          url: Url = f"http://127.0.0.1:{DEFAULT_PORT}") -> None:
+    """Change a component's copy count (scale-in drains copies first)."""
+    from shoal.sdk import Predictor, Session
+
+    session = Session(url)
+    endpoint = session.component(name)["spec"]["endpoint"]
+    _show_component(Predictor(endpoint, name, session).update(copies=copies))
+
+
+@app.command()
+def invoke(
+    prompt: Annotated[str, typer.Argument(help="The inputs")],
+    endpoint: Annotated[str, typer.Option(help="Endpoint name")] = "default",
+    component: Annotated[Optional[str], typer.Option(help="Inference component name")] = None,
+    max_new_tokens: Annotated[int, typer.Option()] = 50,
+    stream: Annotated[bool, typer.Option(help="Print tokens as they come")] = False,
+    url: Url = f"http://127.0.0.1:{DEFAULT_PORT}",
+) -> None:
+    """Send one request through the gateway, as SageMaker's runtime would."""
+    from shoal.sdk import Predictor, Session
+
+    predictor = Predictor(endpoint, component, Session(url))
+    body = {"inputs": prompt, "parameters": {"max_new_tokens": max_new_tokens}}
+    if not stream:
+        typer.echo(predictor.predict(body)[0]["generated_text"])
+        return
+    for event in predictor.predict_stream(body):
+        typer.echo("" if event["token"]["special"] else event["token"]["text"], nl=False)
+    typer.echo()
+
+
+@app.command()
+def delete(
+    name: Annotated[str, typer.Argument(help="Inference component (or endpoint, with --endpoint)")],
+    endpoint: Annotated[bool, typer.Option("--endpoint", help="Delete an endpoint")] = False,
+    cascade: Annotated[bool, typer.Option(help="With --endpoint: delete its components too")] = False,
+    url: Url = f"http://127.0.0.1:{DEFAULT_PORT}",
+) -> None:
+    """Delete an inference component (draining its copies) or an endpoint."""
+    from shoal.sdk import Session
+
+    session = Session(url)
+    if endpoint:
+        session.call("DELETE", f"/api/endpoints/{name}" + ("?cascade=true" if cascade else ""))
+    else:
+        session.call("DELETE", f"/api/inference-components/{name}")
+    typer.echo(f"deleted {name}")
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ def _forward_llama_log(level: int, text: bytes, _user: ctypes.c_void_p) -> None:
 _backend_ready = False
 
 
-def _init_backend() -> None:
+def init_backend() -> None:
     global _backend_ready
     if not _backend_ready:
         ll.llama_log_set(_forward_llama_log, ctypes.c_void_p(0))
@@ -43,7 +43,7 @@ class LlamaCppRunner:
     def __init__(self, model_id: str, path: Path, *, n_ctx: int, n_batch: int, n_seq_max: int,
                  n_threads: int, n_gpu_layers: int = 0, flash_attention: bool = True,
                  on_progress: Callable[[float], None] | None = None) -> None:
-        _init_backend()
+        init_backend()
         self._keep: list[object] = []
         params = ll.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers

@@ -1,0 +1,97 @@
+"""Endpoints, inference components and copies, with SageMaker's names, fields and status values."""
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shoal.control.placement import Slot
+from shoal.control.resources import ComputeRequirements, instance_type
+
+# SageMaker's EndpointName / InferenceComponentName pattern.
+NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+
+
+class Status(str, Enum):
+    CREATING = "Creating"
+    IN_SERVICE = "InService"
+    UPDATING = "Updating"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+
+
+class CopyStatus(str, Enum):
+    STARTING = "Starting"
+    IN_SERVICE = "InService"
+    DRAINING = "Draining"
+    RESTARTING = "Restarting"
+    FAILED = "Failed"
+
+
+class RoutingStrategy(str, Enum):
+    LEAST_OUTSTANDING_REQUESTS = "LEAST_OUTSTANDING_REQUESTS"
+    RANDOM = "RANDOM"
+    ROUND_ROBIN = "ROUND_ROBIN"
+    POWER_OF_TWO = "POWER_OF_TWO"
+    PREFIX_AFFINITY = "PREFIX_AFFINITY"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class EndpointSpec(_Spec):
+    name: str = Field(pattern=NAME_PATTERN, alias="EndpointName")
+    instance_type: str = Field("local", alias="InstanceType")
+    instance_count: int = Field(1, ge=1, le=64, alias="InitialInstanceCount")
+    routing: RoutingStrategy = Field(RoutingStrategy.LEAST_OUTSTANDING_REQUESTS, alias="RoutingStrategy")
+
+    @field_validator("instance_type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        instance_type(value)  # raises with the list of known types
+        return value
+
+
+class ComponentSpec(_Spec):
+    name: str = Field(pattern=NAME_PATTERN, alias="InferenceComponentName")
+    endpoint: str = Field(pattern=NAME_PATTERN, alias="EndpointName")
+    model_id: str = Field(min_length=1, alias="ModelId")
+    env: dict[str, str] = Field(default_factory=dict, alias="Environment")
+    compute: ComputeRequirements = Field(default_factory=ComputeRequirements,
+                                         alias="ComputeResourceRequirements")
+    startup_timeout_s: int = Field(600, ge=1, le=3600, alias="ContainerStartupHealthCheckTimeoutInSeconds")
+    copies: int = Field(1, ge=0, le=1024, alias="CopyCount")
+
+
+class ComponentUpdate(_Spec):
+    copies: int | None = Field(None, ge=0, le=1024, alias="CopyCount")
+    env: dict[str, str] | None = Field(None, alias="Environment")
+
+
+class CopyView(BaseModel):
+    """One running replica, as `describe` shows it."""
+
+    id: str
+    status: CopyStatus
+    slot: Slot
+    address: str | None = None
+    pid: int | None = None
+    restarts: int = 0
+    reason: str | None = None
+    in_flight: int = 0
+
+
+class ComponentView(BaseModel):
+    spec: ComponentSpec
+    status: Status
+    reason: str | None = None
+    copies: list[CopyView] = []
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+
+class EndpointView(BaseModel):
+    spec: EndpointSpec
+    status: Status
+    components: list[str] = []

@@ -1,0 +1,61 @@
+"""Admission per component: a bounded wait queue when every copy is at its concurrency limit."""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from shoal.errors import ApiError
+
+
+class Admission:
+    """`acquire()` returns at once while the component has room; otherwise the request waits in a
+    queue of at most `max_queue`, for at most `queue_timeout_s`. Beyond either: 429 with Retry-After."""
+
+    def __init__(self, per_copy_limit: int, max_queue: int, queue_timeout_s: float) -> None:
+        self.per_copy_limit = per_copy_limit
+        self.max_queue = max_queue
+        self.queue_timeout_s = queue_timeout_s
+        self.in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+    def _room(self, copies: int) -> bool:
+        return self.in_flight < self.per_copy_limit * copies
+
+    async def acquire(self, copies: int) -> None:
+        if self._room(copies) and not self._waiters:
+            self.in_flight += 1
+            return
+        if len(self._waiters) >= self.max_queue:
+            raise overloaded(f"all copies are busy and {self.max_queue} requests are already waiting")
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, self.queue_timeout_s)  # wake() counts us in before resolving
+        except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+            if waiter.done() and not waiter.cancelled():  # admitted just as we gave up
+                self.release(copies)
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if isinstance(exc, asyncio.TimeoutError):
+                raise overloaded(f"no copy was free within {self.queue_timeout_s:g}s") from None
+            raise
+
+    def release(self, copies: int) -> None:
+        self.in_flight -= 1
+        self.wake(copies)
+
+    def wake(self, copies: int) -> None:
+        """Admit waiters, in order, while the component has room (after a release, or new copies)."""
+        while self._waiters and self._room(copies):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
+
+
+def overloaded(detail: str) -> ApiError:
+    return ApiError(429, f"Model is overloaded: {detail}", "overloaded")

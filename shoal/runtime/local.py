@@ -1,0 +1,79 @@
+"""The local runtime: each copy is an engine process on this machine, pinned to its cores."""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import socket
+import sys
+
+import psutil
+
+from shoal.runtime.base import CopyLaunch, engine_env
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _child_setup(cores: tuple[int, ...]) -> None:
+    """In the child before exec: pin to the copy's cores; die with the shoal server."""
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: copies outlive a crashed server, the next start cleans nothing up
+        pass
+
+
+class LocalCopy:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.pid: int | None = proc.pid
+        self.address = f"http://127.0.0.1:{port}"
+
+    def exit_status(self) -> str | None:
+        code = self.proc.returncode
+        if code is None:
+            return None
+        return f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+
+    def memory_mb(self) -> float | None:
+        try:
+            return psutil.Process(self.proc.pid).memory_info().rss / (1 << 20)
+        except psutil.Error:
+            return None
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        if self.proc.returncode is not None:
+            return
+        self.proc.terminate()
+        try:
+            await asyncio.wait_for(self.proc.wait(), grace_s)
+        except asyncio.TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+class LocalRuntime:
+    async def launch(self, launch: CopyLaunch) -> LocalCopy:
+        port = free_port()
+        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = launch.log_path.open("ab")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "shoal.cli", "engine", "--host", "127.0.0.1", "--port", str(port),
+                env={**os.environ, **engine_env(launch, port)}, stdin=asyncio.subprocess.DEVNULL,
+                stdout=log, stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=lambda: _child_setup(launch.slot.cores))
+        finally:
+            log.close()
+        return LocalCopy(proc, port)
+
+    async def close(self) -> None:
+        return None

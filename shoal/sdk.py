@@ -1,0 +1,184 @@
+"""Python SDK, in the shape of SageMaker's: ResourceRequirements, Model(...).deploy(...) -> Predictor.
+
+    from shoal.sdk import Model, ResourceRequirements
+    resources = ResourceRequirements(requests={"copies": 2, "num_accelerators": 0, "num_cpus": 1,
+                                               "memory": 1024})
+    predictor = Model(model_id="gemma-3-270m", env={"MAX_TOTAL_TOKENS": "2048"}).deploy(
+        endpoint_name="demo", instance_type="local", initial_instance_count=1, resources=resources)
+    predictor.predict({"inputs": "Hello", "parameters": {"max_new_tokens": 20}})[0]["generated_text"]
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+
+from shoal.errors import ShoalError
+
+DEFAULT_URL = os.environ.get("SHOAL_URL", "http://127.0.0.1:8000")
+COMPONENT_HEADER = "X-Amzn-SageMaker-Inference-Component"
+
+
+class ShoalApiError(ShoalError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class Session:
+    """A connection to a shoal server."""
+
+    def __init__(self, url: str = DEFAULT_URL, timeout: float = 300.0) -> None:
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        response = self.http.request(method, path, content=None if body is None else orjson.dumps(body),
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+        if response.status_code >= 400:
+            raise ShoalApiError(response.status_code, _message(response))
+        return response.json() if response.content else None
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        return self.call("GET", "/api/endpoints")
+
+    def endpoint(self, name: str) -> dict[str, Any]:
+        return self.call("GET", f"/api/endpoints/{name}")
+
+    def components(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        return self.call("GET", "/api/inference-components" + (f"?endpoint={endpoint}" if endpoint else ""))
+
+    def component(self, name: str) -> dict[str, Any]:
+        return self.call("GET", f"/api/inference-components/{name}")
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text
+    return data.get("error") or data.get("message") or response.text
+
+
+class ResourceRequirements:
+    """What each copy needs (`requests`) and may use at most (`limits`); `copies` is how many."""
+
+    def __init__(self, requests: dict[str, float], limits: dict[str, float] | None = None) -> None:
+        unknown = set(requests) - {"copies", "num_accelerators", "num_cpus", "memory"}
+        if unknown:
+            raise ValueError(f"unknown resource requests: {sorted(unknown)}")
+        self.copies = int(requests.get("copies", 1))
+        self.compute: dict[str, Any] = {
+            "NumberOfAcceleratorDevicesRequired": int(requests.get("num_accelerators", 0)),
+            "NumberOfCpuCoresRequired": float(requests.get("num_cpus", 1)),
+            "MinMemoryRequiredInMb": int(requests.get("memory", 1024)),
+        }
+        if limits and "memory" in limits:
+            self.compute["MaxMemoryRequiredInMb"] = int(limits["memory"])
+
+
+def component_name_for(model_id: str) -> str:
+    """A SageMaker-valid component name from a model id ("google/gemma-3-270m" -> "gemma-3-270m")."""
+    base = re.sub(r"[^a-zA-Z0-9]+", "-", model_id.rsplit("/", 1)[-1]).strip("-")
+    return (base or "model")[:63]
+
+
+class Model:
+    def __init__(self, model_id: str, env: dict[str, str] | None = None, name: str | None = None,
+                 session: Session | None = None) -> None:
+        self.model_id = model_id
+        self.env = dict(env or {})
+        self.name = name or component_name_for(model_id)
+        self.session = session or Session()
+
+    def deploy(self, endpoint_name: str, instance_type: str = "local", initial_instance_count: int = 1,
+               resources: ResourceRequirements | None = None, container_startup_health_check_timeout: int = 600,
+               routing_strategy: str = "LEAST_OUTSTANDING_REQUESTS", inference_component_name: str | None = None,
+               wait: bool = True) -> Predictor:
+        """Create the endpoint if it does not exist, add this model to it, and wait until it serves."""
+        resources = resources or ResourceRequirements(requests={"copies": 1})
+        try:
+            self.session.call("POST", "/api/endpoints", {
+                "EndpointName": endpoint_name, "InstanceType": instance_type,
+                "InitialInstanceCount": initial_instance_count, "RoutingStrategy": routing_strategy})
+        except ShoalApiError as exc:
+            if exc.status != 409:  # an existing endpoint is shared by several components
+                raise
+        name = inference_component_name or self.name
+        self.session.call("POST", "/api/inference-components", {
+            "InferenceComponentName": name, "EndpointName": endpoint_name, "ModelId": self.model_id,
+            "Environment": self.env, "ComputeResourceRequirements": resources.compute,
+            "ContainerStartupHealthCheckTimeoutInSeconds": container_startup_health_check_timeout,
+            "CopyCount": resources.copies})
+        predictor = Predictor(endpoint_name, name, self.session)
+        if wait:
+            predictor.wait(timeout_s=container_startup_health_check_timeout + 30)
+        return predictor
+
+
+class Predictor:
+    def __init__(self, endpoint_name: str, component_name: str | None = None, session: Session | None = None) -> None:
+        self.endpoint_name = endpoint_name
+        self.component_name = component_name
+        self.session = session or Session()
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        return {COMPONENT_HEADER: self.component_name} if self.component_name else {}
+
+    def predict(self, data: dict[str, Any]) -> Any:
+        return self.session.call("POST", f"/endpoints/{self.endpoint_name}/invocations", data, self._headers)
+
+    def predict_stream(self, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """TGI's stream events (`{"token": ..., "generated_text": ...}`), one per token."""
+        with self.session.http.stream("POST", f"/endpoints/{self.endpoint_name}/invocations",
+                                      content=orjson.dumps({**data, "stream": True}),
+                                      headers={"Content-Type": "application/json", **self._headers}) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ShoalApiError(response.status_code, _message(response))
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    yield orjson.loads(line[5:])
+
+    def describe(self) -> dict[str, Any]:
+        return self.session.component(self._require_component())
+
+    def wait(self, timeout_s: float = 600) -> dict[str, Any]:
+        """Until the component is InService; raises if it fails or takes longer than `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            view = self.describe()
+            if view["status"] == "InService":
+                return view
+            if view["status"] == "Failed":
+                raise ShoalError(f"inference component {self.component_name} failed: {view['reason']}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.component_name} is still {view['status']} after {timeout_s}s")
+            time.sleep(0.25)
+
+    def update(self, copies: int | None = None, env: dict[str, str] | None = None, wait: bool = True) -> dict:
+        body: dict[str, Any] = {}
+        if copies is not None:
+            body["CopyCount"] = copies
+        if env is not None:
+            body["Environment"] = env
+        self.session.call("PATCH", f"/api/inference-components/{self._require_component()}", body)
+        return self.wait() if wait else self.describe()
+
+    def delete_inference_component(self) -> None:
+        self.session.call("DELETE", f"/api/inference-components/{self._require_component()}")
+
+    def delete_endpoint(self, cascade: bool = False) -> None:
+        self.session.call("DELETE", f"/api/endpoints/{self.endpoint_name}" + ("?cascade=true" if cascade else ""))
+
+    def _require_component(self) -> str:
+        if not self.component_name:
+            raise ShoalError("this predictor has no inference component name")
+        return self.component_name

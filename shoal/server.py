@@ -1,0 +1,72 @@
+"""The shoal server: control API, controller and gateway in one asyncio process, one port."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shoal.control.api import ControlApi
+from shoal.control.controller import Controller
+from shoal.control.store import StateStore
+from shoal.gateway.routes import GatewayRoutes
+from shoal.gateway.upstream import GatewaySettings, Upstreams
+from shoal.http import api_errors, serve
+from shoal.runtime.base import Runtime
+
+log = logging.getLogger(__name__)
+DEFAULT_STATE_DIR = Path.home() / ".shoal"
+
+
+def default_runtime() -> Runtime:
+    from shoal.runtime.local import LocalRuntime
+    return LocalRuntime()
+
+
+async def _metrics(_request: web.Request) -> web.StreamResponse:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _health(_request: web.Request) -> web.StreamResponse:
+    return web.Response(text="ok")
+
+
+def build_app(controller: Controller, upstreams: Upstreams, default_component: str | None = None) -> web.Application:
+    app = web.Application(middlewares=[api_errors], client_max_size=16 << 20)
+    ControlApi(controller).add_to(app)
+    GatewayRoutes(controller, upstreams, default_component).add_to(app)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/ping", _health)
+    return app
+
+
+async def run_server(host: str, port: int, state_dir: Path, runtime: Runtime | None = None,
+                     default_component: str | None = None, gateway: GatewaySettings | None = None,
+                     on_ready: Callable[[Controller], Awaitable[None]] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; then stop every copy. `on_ready` runs once the port is open."""
+    store = StateStore(state_dir / "state.db")
+    controller = Controller(store, runtime or default_runtime(), state_dir)
+    upstreams = Upstreams(controller, gateway)
+    await upstreams.start()
+    await controller.restore()
+    site = await serve(build_app(controller, upstreams, default_component), host, port)
+    log.info("shoal server on http://%s:%d (state in %s)", host, port, state_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if on_ready:
+            await on_ready(controller)
+        await stop.wait()
+    finally:
+        log.info("stopping: draining copies")
+        await site.cleanup()
+        await controller.close()
+        await upstreams.close()
+        store.close()
