@@ -60,3 +60,34 @@ def metric(url: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise KeyError(name)
+
+
+@contextmanager
+def server_process(state_dir: Path, *args: str) -> Iterator[str]:
+    """Run `shoal server` on a free port with its state in `state_dir`; yields its base URL."""
+    port = free_port()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = (state_dir / f"server-{port}.log").open("a")
+    proc = subprocess.Popen([sys.executable, "-m", "shoal.cli", "server", "--port", str(port), "--state-dir",
+                             str(state_dir), *args], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def labelled_metric(url: str, name: str) -> dict[str, float]:
+    """Samples of a labelled Prometheus metric: {'a="x",b="y"': value}."""
+    out = {}
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line[len(name) + 1:].rsplit("} ", 1)
+            out[labels] = float(value)
+    return out

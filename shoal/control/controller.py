@@ -20,6 +20,7 @@ from shoal.control.models import (ComponentSpec, ComponentUpdate, ComponentView,
 from shoal.control.placement import Holder, PlacementError, Slot, place
 from shoal.control.resources import instance_type
 from shoal.control.store import StateStore
+from shoal.engine.settings import SECRET_ENV_NAMES
 from shoal.errors import ApiError
 from shoal.runtime.base import CopyLaunch, RunningCopy, Runtime
 
@@ -90,8 +91,9 @@ class Component:
         return [r for r in self.replicas if r.status == CopyStatus.IN_SERVICE]
 
     def view(self) -> ComponentView:
-        return ComponentView(spec=self.spec, status=self.status, reason=self.failure,
-                             copies=[r.view() for r in self.replicas])
+        env = {k: ("***" if k in SECRET_ENV_NAMES else v) for k, v in self.spec.env.items()}
+        return ComponentView(spec=self.spec.model_copy(update={"env": env}), status=self.status,
+                             reason=self.failure, copies=[r.view() for r in self.replicas])
 
 
 class Controller:
