@@ -223,7 +223,7 @@ class GatewayRoutes:
         app.router.add_post("/v1/chat/completions", openai(self.openai))
         app.router.add_post("/v1/completions", openai(self.openai))
         app.router.add_get("/v1/models", openai(self.models))
-        for path in ("/generate", "/generate_stream", "/tokenize"):
+        for path in ("/", "/invocations", "/generate", "/generate_stream", "/tokenize"):
             app.router.add_post(path, tgi(self.tgi))
 
 
