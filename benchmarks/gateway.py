@@ -1,0 +1,199 @@
+"""Gateway overhead: req/s and added latency through shoal's gateway vs calling the copy directly,
+with Ray Serve's HTTP proxy in front of the same upstream as the peer.
+
+The upstream is trivial (a fixed JSON answer), so the numbers are the proxies' own cost. Load comes from
+k6 (`constant-vus`: each virtual user sends its next request as soon as the last one returns) at 1
+and 32 virtual users. The three targets are measured in rotating order, `--runs` times; medians.
+
+    python benchmarks/gateway.py --runs 3 --seconds 10 --out docs/results/gateway.json
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import typer
+from aiohttp import web
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from helpers import free_port, wait_healthy  # noqa: E402
+
+console = Console()
+app = typer.Typer(add_completion=False)
+ANSWER = b'[{"generated_text": "ok"}]'
+BODY = '{"inputs": "Hello", "parameters": {"max_new_tokens": 1}}'
+K6_SCRIPT = """
+import http from 'k6/http';
+const params = {headers: {'Content-Type': 'application/json',
+                          'X-Amzn-SageMaker-Inference-Component': 'trivial'}};
+export default function () { http.post(__ENV.URL, __ENV.BODY, params); }
+"""
+
+
+# -- the pieces, each run as its own process -------------------------------------------------------
+@app.command()
+def upstream(port: int) -> None:
+    """A copy that answers at once."""
+    async def answer(_request: web.Request) -> web.Response:
+        return web.Response(body=ANSWER, content_type="application/json")
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    server = web.Application()
+    server.router.add_post("/invocations", answer)
+    server.router.add_get("/health", health)
+    web.run_app(server, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+class StaticCopy:
+    """A 'copy' that is the trivial upstream, already running."""
+
+    def __init__(self, address: str) -> None:
+        self.address, self.pid = address, None
+
+    def exit_status(self) -> str | None:
+        return None
+
+    def memory_mb(self) -> float | None:
+        return None
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        return None
+
+
+class StaticRuntime:
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    async def launch(self, launch) -> StaticCopy:  # type: ignore[no-untyped-def]
+        return StaticCopy(self.address)
+
+    async def close(self) -> None:
+        return None
+
+
+@app.command()
+def gateway(port: int, upstream_url: str, state_dir: Path) -> None:
+    """shoal's server with one component whose copy is the trivial upstream."""
+    from shoal.control.models import ComponentSpec, EndpointSpec
+    from shoal.server import run_server
+
+    async def deploy(controller) -> None:  # type: ignore[no-untyped-def]
+        controller.create_endpoint(EndpointSpec(name="bench"))
+        controller.create_component(ComponentSpec(name="trivial", endpoint="bench", model_id="none", copies=1))
+
+    asyncio.run(run_server("127.0.0.1", port, state_dir, runtime=StaticRuntime(upstream_url), on_ready=deploy))
+
+
+# -- the measurement ------------------------------------------------------------------------------
+def _k6(url: str, vus: int, seconds: int, script: Path, out: Path) -> dict[str, float]:
+    k6 = shutil.which("k6") or str(Path(sys.executable).parent / "k6")
+    subprocess.run([k6, "run", "--quiet", "--vus", str(vus), "--duration", f"{seconds}s",
+                    "--summary-trend-stats", "med,p(99)", "--summary-export", str(out),
+                    "-e", f"URL={url}", "-e", f"BODY={BODY}", str(script)],
+                   check=True, capture_output=True)
+    m = json.loads(out.read_text())["metrics"]
+    failed = m.get("http_req_failed", {}).get("value", 0)
+    return {"rps": m["http_reqs"]["rate"], "p50_ms": m["http_req_duration"]["med"],
+            "p99_ms": m["http_req_duration"]["p(99)"], "failed": failed}
+
+
+def _start_ray_serve(upstream_url: str, port: int) -> None:
+    import aiohttp
+    import ray
+    from ray import serve
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)  # default 5 would queue
+    class Forward:
+        def __init__(self, target: str) -> None:
+            self.target = target
+            self.session: aiohttp.ClientSession | None = None
+
+        async def __call__(self, request: Request) -> Response:
+            if self.session is None:
+                self.session = aiohttp.ClientSession()
+            async with self.session.post(self.target, data=await request.body(),
+                                         headers={"Content-Type": "application/json"}) as r:
+                return Response(await r.read(), media_type="application/json")
+
+    serve.run(Forward.bind(f"{upstream_url}/invocations"), route_prefix="/")
+
+
+@app.command()
+def main(runs: int = 3, seconds: int = 10, out: Path = Path("docs/results/gateway.json"),
+         ray_peer: bool = True) -> None:
+    up_port, gw_port, ray_port = free_port(), free_port(), free_port()
+    up_url = f"http://127.0.0.1:{up_port}"
+    tmp = Path(tempfile.mkdtemp(prefix="shoal-gw-bench-"))
+    script = tmp / "load.js"
+    script.write_text(K6_SCRIPT)
+    me = [sys.executable, __file__]
+    procs = [subprocess.Popen([*me, "upstream", str(up_port)])]
+    wait_healthy(up_url, procs[0])
+    procs.append(subprocess.Popen([*me, "gateway", str(gw_port), up_url, str(tmp / "state")],
+                                  stdout=(tmp / "gateway.log").open("w"), stderr=subprocess.STDOUT))
+    wait_healthy(f"http://127.0.0.1:{gw_port}", procs[1])
+    while httpx.get(f"http://127.0.0.1:{gw_port}/api/inference-components/trivial").json()["status"] != "InService":
+        time.sleep(0.1)
+    targets = {"direct": f"{up_url}/invocations",
+               "shoal": f"http://127.0.0.1:{gw_port}/endpoints/bench/invocations"}
+    if ray_peer:
+        _start_ray_serve(up_url, ray_port)
+        targets["ray_serve"] = f"http://127.0.0.1:{ray_port}/"
+    results: dict[str, dict[int, list[dict[str, float]]]] = {t: {1: [], 32: []} for t in targets}
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("gateway benchmark", total=runs * 2 * len(targets))
+            for rep in range(runs):
+                names = list(targets)
+                names = names[rep % len(names):] + names[:rep % len(names)]
+                for vus in (1, 32):
+                    for name in names:
+                        results[name][vus].append(_k6(targets[name], vus, seconds, script, tmp / "k6.json"))
+                        progress.advance(task)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        if ray_peer:
+            import ray
+            ray.shutdown()
+    report(results, runs, seconds, out)
+
+
+def report(results: dict[str, dict[int, list[dict[str, float]]]], runs: int, seconds: int, out: Path) -> None:
+    med = {name: {vus: {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+                  for vus, samples in per.items()} for name, per in results.items()}
+    table = Table(title=f"Trivial upstream, k6 constant-vus {seconds}s, median of {runs}")
+    for col in ("target", "VUs", "req/s", "p50 ms", "p99 ms", "added p50 ms", "failed"):
+        table.add_column(col, justify="right")
+    for name, per in med.items():
+        for vus, m in per.items():
+            added = m["p50_ms"] - med["direct"][vus]["p50_ms"]
+            table.add_row(name, str(vus), f"{m['rps']:.0f}", f"{m['p50_ms']:.2f}", f"{m['p99_ms']:.2f}",
+                          "-" if name == "direct" else f"{added:+.2f}", f"{m['failed']:.1%}")
+    console.print(table)
+    if "ray_serve" in med:
+        console.print(f"shoal / Ray Serve at 32 VUs: {med['shoal'][32]['rps'] / med['ray_serve'][32]['rps']:.1f}x")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"runs": runs, "seconds": seconds, "samples": results, "median": med}, indent=2))
+
+
+if __name__ == "__main__":
+    app()
