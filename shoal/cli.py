@@ -289,6 +289,52 @@ def delete(
     typer.echo(f"deleted {name}")
 
 
+@app.command()
+def bench(
+    url: Url = f"http://127.0.0.1:{DEFAULT_PORT}",
+    kind: Annotated[str, typer.Option(help="shoal | sagemaker | tgi | openai: the target's protocol")] = "shoal",
+    endpoint: Annotated[str, typer.Option(help="Endpoint (shoal / sagemaker targets)")] = "default",
+    component: Annotated[Optional[str], typer.Option(help="Inference component (or OpenAI model)")] = None,
+    vus: Annotated[Optional[str], typer.Option(help="Closed loop: virtual users per point, e.g. 1,2,4,8")] = None,
+    rate: Annotated[Optional[str], typer.Option(help="Open loop: arrivals per second per point, e.g. 1,2,4")] = None,
+    poisson: Annotated[bool, typer.Option(help="Open loop: Poisson arrivals instead of constant")] = False,
+    duration: Annotated[float, typer.Option(help="Seconds per point")] = 60.0,
+    grace: Annotated[float, typer.Option(help="Seconds open requests may finish after a point")] = 30.0,
+    prompt_tokens: Annotated[int, typer.Option(help="Exact prompt length in tokens")] = 256,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per request")] = 32,
+    vary_prompts: Annotated[bool, typer.Option(help="64 different prompts of that length, not one")] = False,
+    prompts_file: Annotated[Optional[Path], typer.Option(help="JSONL of {\"prompt\": ...}")] = None,
+    sample: Annotated[bool, typer.Option(help="Sample (seeded per request) instead of greedy")] = False,
+    tokenizer: Annotated[str, typer.Option(help="Model whose tokenizer sizes the prompts")] = "gemma-3-270m",
+    slo_ttft: Annotated[Optional[float], typer.Option(help="Goodput SLO: time to first token, s")] = None,
+    slo_latency: Annotated[Optional[float], typer.Option(help="Goodput SLO: request latency, s")] = None,
+    slo_itl: Annotated[Optional[float], typer.Option(help="Goodput SLO: mean inter-token latency, s")] = None,
+    deploy_model: Annotated[Optional[str], typer.Option("--deploy", help="Deploy this model per configuration")] = None,
+    config: Annotated[Optional[list[str]], typer.Option(help="NAME:copies=2,cpus=1,routing=...,env.KEY=V")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for results.json, results.csv and plots")] = Path("results/bench"),
+) -> None:
+    """Load-test an endpoint with virtual users and report throughput, latency, TTFT, tokens/s."""
+    _setup_logging("warning")
+    from shoal.bench.main import BenchPlan, run
+    from shoal.bench.stats import Slo
+    from shoal.bench.sweep import Config, Load
+    from shoal.bench.workload import Target
+
+    if (vus is None) == (rate is None):
+        raise typer.BadParameter("give either --vus (closed loop) or --rate (open loop)")
+    if config and not deploy_model:
+        raise typer.BadParameter("--config needs --deploy MODEL: each configuration is deployed in turn")
+    if kind not in ("shoal", "sagemaker", "tgi", "openai"):
+        raise typer.BadParameter(f"unknown --kind '{kind}'")
+    loads = ([Load(vus=int(v)) for v in vus.split(",")] if vus else
+             [Load(rate=float(r), poisson=poisson) for r in (rate or "").split(",")])
+    slo = Slo(slo_ttft, slo_latency, slo_itl) if any(x is not None for x in (slo_ttft, slo_latency, slo_itl)) else None
+    plan = BenchPlan(Target(kind, url, endpoint, component, component), loads, duration, grace, prompt_tokens,  # type: ignore[arg-type]
+                     max_new_tokens, vary_prompts, prompts_file, sample, tokenizer, slo, out, deploy_model,
+                     [Config.parse(c) for c in config or []])
+    asyncio.run(run(plan))
+
+
 def main() -> None:
     try:
         app()

@@ -19,6 +19,7 @@ from shoal.http import json_response
 
 log = logging.getLogger(__name__)
 COMPONENT_HEADER = "X-Amzn-SageMaker-Inference-Component"
+COPY_HEADER = "x-shoal-copy"  # which copy served the request
 _SAGEMAKER_ERRORS = {400: "ValidationError", 404: "ValidationError", 409: "ValidationError",
                      424: "ModelError", 429: "ThrottlingException", 503: "ServiceUnavailable"}
 _PASSED_HEADERS = ("Content-Type", "x-prompt-tokens", "x-generated-tokens", "x-queue-time", "x-inference-time",
@@ -114,9 +115,11 @@ def _prefix_key(body: bytes) -> bytes | None:
 
 
 # -- relaying ---------------------------------------------------------------------------------
-async def _relay(request: web.Request, response: aiohttp.ClientResponse, component: str) -> web.StreamResponse:
+async def _relay(request: web.Request, response: aiohttp.ClientResponse, component: str,
+                 copy_id: str) -> web.StreamResponse:
     """The copy's answer, unchanged: streamed through as it arrives, or whole."""
     headers = {h: response.headers[h] for h in _PASSED_HEADERS if h in response.headers}
+    headers[COPY_HEADER] = copy_id
     if not response.headers.get("Content-Type", "").startswith("text/event-stream"):
         return web.Response(status=response.status, body=await response.read(), headers=headers)
     out = web.StreamResponse(status=response.status, headers={**headers, "Cache-Control": "no-cache"})
@@ -152,8 +155,8 @@ class GatewayRoutes:
         request["component"] = comp.spec.name
         key = _prefix_key(body) if self.upstreams.wants_key(comp) else None
         async with self.upstreams.send(comp, path, body, request.content_type or "application/json", key) as (
-                _replica, response):
-            return await _relay(request, response, comp.spec.name)
+                replica, response):
+            return await _relay(request, response, comp.spec.name, replica.id)
 
     # SageMaker runtime
     async def invocations(self, request: web.Request) -> web.StreamResponse:
@@ -167,10 +170,11 @@ class GatewayRoutes:
             if response.status >= 400:
                 return model_error(replica.id, response.status, await response.read())
             if response.content_type == "text/event-stream":  # a body with "stream": true
-                return await _relay(request, response, comp.spec.name)
+                return await _relay(request, response, comp.spec.name, replica.id)
             data = await response.read()
             return web.Response(body=data, content_type=response.content_type,
-                                headers={"X-Amzn-Invoked-Production-Variant": comp.spec.name})
+                                headers={"X-Amzn-Invoked-Production-Variant": comp.spec.name,
+                                         COPY_HEADER: replica.id})
 
     async def invocations_stream(self, request: web.Request) -> web.StreamResponse:
         comp = sagemaker_component(self.controller, request.match_info["endpoint"],
@@ -183,7 +187,8 @@ class GatewayRoutes:
                 return model_error(replica.id, response.status, await response.read())
             out = web.StreamResponse(headers={"Content-Type": "application/vnd.amazon.eventstream",
                                               "X-Amzn-SageMaker-Content-Type": response.content_type,
-                                              "X-Amzn-Invoked-Production-Variant": comp.spec.name})
+                                              "X-Amzn-Invoked-Production-Variant": comp.spec.name,
+                                              COPY_HEADER: replica.id})
             await out.prepare(request)
             await _pump(request, response, out, comp.spec.name, payload_part)
             return out
