@@ -18,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -146,8 +147,9 @@ def main(runs: int = 3, new_tokens: int = 64, streams: str = "1,4,16,32",
     peer_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--port", str(peer_port),
                 "--n_ctx", "4096", "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS),
                 "--flash_attn", "true", "--interrupt_requests", "false"]  # queue, do not cut off
-    engine = _start(env_engine, shoal_port, out.parent / "engine-shoal.log", "health")
-    peer = _start(peer_cmd, peer_port, out.parent / "engine-peer.log", "models")
+    logs = Path(tempfile.mkdtemp(prefix="shoal-engine-bench-"))
+    engine = _start(env_engine, shoal_port, logs / "shoal.log", "health")
+    peer = _start(peer_cmd, peer_port, logs / "peer.log", "models")
     raw = RawLoop(path)
     systems = {"raw": lambda b: raw.run(b, new_tokens),
                "shoal": lambda b: shoal_run(f"http://127.0.0.1:{shoal_port}", b, new_tokens),

@@ -1,7 +1,8 @@
 """Gateway overhead: req/s and added latency through shoal's gateway vs calling the copy directly,
 with Ray Serve's HTTP proxy in front of the same upstream as the peer.
 
-The upstream is trivial (a fixed JSON answer), so the numbers are the proxies' own cost. Load comes from
+The copy is trivial (a fixed JSON answer, started by shoal's local runtime through `--engine-command`),
+so the numbers are the proxies' own cost. Load comes from
 k6 (`constant-vus`: each virtual user sends its next request as soon as the last one returns) at 1
 and 32 virtual users. The three targets are measured in rotating order, `--runs` times; medians.
 
@@ -9,17 +10,14 @@ and 32 virtual users. The three targets are measured in rotating order, `--runs`
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 import typer
 from aiohttp import web
 from rich.console import Console
@@ -28,6 +26,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import free_port, wait_healthy  # noqa: E402
+
+from shoal.sdk import Model, ResourceRequirements, Session  # noqa: E402
 
 console = Console()
 app = typer.Typer(add_completion=False)
@@ -41,10 +41,10 @@ export default function () { http.post(__ENV.URL, __ENV.BODY, params); }
 """
 
 
-# -- the pieces, each run as its own process -------------------------------------------------------
+# -- the copy: a TGI-shaped server that answers at once ------------------------------------------
 @app.command()
-def upstream(port: int) -> None:
-    """A copy that answers at once."""
+def upstream(host: str = "127.0.0.1", port: int = 0) -> None:
+    """Started by shoal's local runtime through `--engine-command`, like any engine."""
     async def answer(_request: web.Request) -> web.Response:
         return web.Response(body=ANSWER, content_type="application/json")
 
@@ -54,47 +54,7 @@ def upstream(port: int) -> None:
     server = web.Application()
     server.router.add_post("/invocations", answer)
     server.router.add_get("/health", health)
-    web.run_app(server, host="127.0.0.1", port=port, access_log=None, print=None)
-
-
-class StaticCopy:
-    """A 'copy' that is the trivial upstream, already running."""
-
-    def __init__(self, address: str) -> None:
-        self.address, self.pid = address, None
-
-    def exit_status(self) -> str | None:
-        return None
-
-    def memory_mb(self) -> float | None:
-        return None
-
-    async def stop(self, grace_s: float = 10.0) -> None:
-        return None
-
-
-class StaticRuntime:
-    def __init__(self, address: str) -> None:
-        self.address = address
-
-    async def launch(self, launch) -> StaticCopy:  # type: ignore[no-untyped-def]
-        return StaticCopy(self.address)
-
-    async def close(self) -> None:
-        return None
-
-
-@app.command()
-def gateway(port: int, upstream_url: str, state_dir: Path) -> None:
-    """shoal's server with one component whose copy is the trivial upstream."""
-    from shoal.control.models import ComponentSpec, EndpointSpec
-    from shoal.server import run_server
-
-    async def deploy(controller) -> None:  # type: ignore[no-untyped-def]
-        controller.create_endpoint(EndpointSpec(name="bench"))
-        controller.create_component(ComponentSpec(name="trivial", endpoint="bench", model_id="none", copies=1))
-
-    asyncio.run(run_server("127.0.0.1", port, state_dir, runtime=StaticRuntime(upstream_url), on_ready=deploy))
+    web.run_app(server, host=host, port=port, access_log=None, print=None)
 
 
 # -- the measurement ------------------------------------------------------------------------------
@@ -139,19 +99,19 @@ def _start_ray_serve(upstream_url: str, port: int) -> None:
 @app.command()
 def main(runs: int = 3, seconds: int = 10, out: Path = Path("docs/results/gateway.json"),
          ray_peer: bool = True) -> None:
-    up_port, gw_port, ray_port = free_port(), free_port(), free_port()
-    up_url = f"http://127.0.0.1:{up_port}"
+    gw_port, ray_port = free_port(), free_port()
+    gw_url = f"http://127.0.0.1:{gw_port}"
     tmp = Path(tempfile.mkdtemp(prefix="shoal-gw-bench-"))
     script = tmp / "load.js"
     script.write_text(K6_SCRIPT)
-    me = [sys.executable, __file__]
-    procs = [subprocess.Popen([*me, "upstream", str(up_port)])]
-    wait_healthy(up_url, procs[0])
-    procs.append(subprocess.Popen([*me, "gateway", str(gw_port), up_url, str(tmp / "state")],
-                                  stdout=(tmp / "gateway.log").open("w"), stderr=subprocess.STDOUT))
-    wait_healthy(f"http://127.0.0.1:{gw_port}", procs[1])
-    while httpx.get(f"http://127.0.0.1:{gw_port}/api/inference-components/trivial").json()["status"] != "InService":
-        time.sleep(0.1)
+    gateway = subprocess.Popen([sys.executable, "-m", "shoal.cli", "server", "--port", str(gw_port),
+                                "--state-dir", str(tmp / "state"), "--log-level", "warning",
+                                "--engine-command", f"{sys.executable} {Path(__file__).resolve()} upstream"],
+                               stdout=(tmp / "gateway.log").open("w"), stderr=subprocess.STDOUT)
+    wait_healthy(gw_url, gateway)
+    predictor = Model("trivial", name="trivial", session=Session(gw_url)).deploy(
+        "bench", resources=ResourceRequirements(requests={"copies": 1, "num_cpus": 2, "memory": 64}))
+    up_url = predictor.describe()["copies"][0]["address"]
     targets = {"direct": f"{up_url}/invocations",
                "shoal": f"http://127.0.0.1:{gw_port}/endpoints/bench/invocations"}
     if ray_peer:
@@ -169,8 +129,7 @@ def main(runs: int = 3, seconds: int = 10, out: Path = Path("docs/results/gatewa
                         results[name][vus].append(_k6(targets[name], vus, seconds, script, tmp / "k6.json"))
                         progress.advance(task)
     finally:
-        for proc in procs:
-            proc.terminate()
+        gateway.terminate()
         if ray_peer:
             import ray
             ray.shutdown()

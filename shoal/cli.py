@@ -73,15 +73,19 @@ def server(
     default_component: Annotated[Optional[str], typer.Option(help="Component for the TGI routes")] = None,
     max_queue: Annotated[int, typer.Option(help="Requests a component may queue when all copies are busy")] = 256,
     queue_timeout: Annotated[float, typer.Option(help="Seconds a queued request waits before a 429")] = 30.0,
+    runtime: Annotated[str, typer.Option(help="Where copies run: local (processes here) or ray")] = "local",
+    ray_address: Annotated[str, typer.Option(help="Ray cluster: auto, local (start one), or host:port")] = "auto",
+    engine_command: Annotated[Optional[str], typer.Option(
+        help="Run this TGI-compatible server per copy instead of `shoal engine` (gets --host, --port)")] = None,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
 ) -> None:
     """Run the shoal server: control API, copies and gateway, on one port."""
     _setup_logging(log_level)
     from shoal.gateway.upstream import GatewaySettings
-    from shoal.server import DEFAULT_STATE_DIR, run_server
+    from shoal.server import DEFAULT_STATE_DIR, make_runtime, run_server
 
-    asyncio.run(run_server(host, port, state_dir or DEFAULT_STATE_DIR, default_component=default_component,
-                           gateway=GatewaySettings(max_queue, queue_timeout)))
+    asyncio.run(run_server(host, port, state_dir or DEFAULT_STATE_DIR, make_runtime(runtime, ray_address, engine_command),
+                           default_component=default_component, gateway=GatewaySettings(max_queue, queue_timeout)))
 
 
 @app.command()

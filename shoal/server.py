@@ -13,18 +13,28 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shoal.control.api import ControlApi
 from shoal.control.controller import Controller
 from shoal.control.store import StateStore
+from shoal.errors import ConfigError
 from shoal.gateway.routes import GatewayRoutes
 from shoal.gateway.upstream import GatewaySettings, Upstreams
 from shoal.http import api_errors, serve
-from shoal.runtime.base import Runtime
+from shoal.runtime.base import Runtime, engine_command
 
 log = logging.getLogger(__name__)
 DEFAULT_STATE_DIR = Path.home() / ".shoal"
 
 
-def default_runtime() -> Runtime:
-    from shoal.runtime.local import LocalRuntime
-    return LocalRuntime()
+def make_runtime(kind: str = "local", ray_address: str = "auto", command: str | None = None) -> Runtime:
+    """The runtime copies run on; `command` replaces `shoal engine` (see runtime.base.engine_command)."""
+    if kind == "local":
+        from shoal.runtime.local import LocalRuntime
+        return LocalRuntime(engine_command(command))
+    if kind == "ray":
+        try:
+            from shoal.runtime.ray_runtime import RayRuntime
+        except ImportError:
+            raise ConfigError("the ray runtime needs Ray: pip install 'shoal[ray]'") from None
+        return RayRuntime(ray_address, engine_command(command))
+    raise ConfigError(f"unknown runtime '{kind}' (local, ray)")
 
 
 async def _metrics(_request: web.Request) -> web.StreamResponse:
@@ -50,7 +60,7 @@ async def run_server(host: str, port: int, state_dir: Path, runtime: Runtime | N
                      on_ready: Callable[[Controller], Awaitable[None]] | None = None) -> None:
     """Serve until SIGINT/SIGTERM; then stop every copy. `on_ready` runs once the port is open."""
     store = StateStore(state_dir / "state.db")
-    controller = Controller(store, runtime or default_runtime(), state_dir)
+    controller = Controller(store, runtime or make_runtime(), state_dir)
     upstreams = Upstreams(controller, gateway)
     await upstreams.start()
     await controller.restore()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,7 +19,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -34,24 +34,34 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 @contextmanager
-def engine_process(tmp: Path, **env: str | int) -> Iterator[str]:
-    """Run `shoal engine` with TGI env settings; yields its base URL."""
+def shoal_process(command: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None,
+                  stop_timeout: float = 30) -> Iterator[str]:
+    """Run `shoal COMMAND --port PORT ARGS...` until the block ends; yields its base URL once healthy."""
     port = free_port()
-    log = (tmp / f"engine-{port}.log").open("w")
-    environment = {**os.environ, **{k: str(v) for k, v in env.items()}}
-    proc = subprocess.Popen([sys.executable, "-m", "shoal.cli", "engine", "--port", str(port)],
-                            env=environment, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-        yield url
-    finally:
-        proc.terminate()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with (log_dir / f"{command}-{port}.log").open("a") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "shoal.cli", command, "--port", str(port), *args],
+                                env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            wait_healthy(url, proc)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def engine_process(tmp: Path, **env: str | int) -> AbstractContextManager[str]:
+    """`shoal engine` with TGI env settings."""
+    return shoal_process("engine", [], tmp, {k: str(v) for k, v in env.items()})
+
+
+def server_process(state_dir: Path, *args: str) -> AbstractContextManager[str]:
+    """`shoal server` with its state in `state_dir`."""
+    return shoal_process("server", ["--state-dir", str(state_dir), *args], state_dir)
 
 
 def metric(url: str, name: str) -> float:
@@ -60,27 +70,6 @@ def metric(url: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise KeyError(name)
-
-
-@contextmanager
-def server_process(state_dir: Path, *args: str) -> Iterator[str]:
-    """Run `shoal server` on a free port with its state in `state_dir`; yields its base URL."""
-    port = free_port()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    log = (state_dir / f"server-{port}.log").open("a")
-    proc = subprocess.Popen([sys.executable, "-m", "shoal.cli", "server", "--port", str(port), "--state-dir",
-                             str(state_dir), *args], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def labelled_metric(url: str, name: str) -> dict[str, float]:

@@ -6,14 +6,13 @@ import json
 import random
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from aiohttp import web
-
 from helpers import free_port
+
 from shoal.bench.loadgen import Record, Run, Workload, closed_loop, open_loop
 from shoal.bench.stats import Slo, summarize
 from shoal.bench.sweep import Config
@@ -34,7 +33,7 @@ async def _controlled(port: int) -> web.AppRunner:
             return web.json_response({"error": "boom", "error_type": "generation"}, status=500)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "x-shoal-copy": f"c{n % 2}"})
         await response.prepare(request)
-        for i in range(4):
+        for _ in range(4):
             await asyncio.sleep(TOKEN_GAP)
             await response.write(b'data:{"token":{"id":1,"text":"x"}}\n\n')
         await response.write_eof()

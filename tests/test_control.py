@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-
 from helpers import server_process
+
 from shoal.sdk import Model, Predictor, ResourceRequirements, Session, ShoalApiError
 
 BODY = {"inputs": "The capital of France is", "parameters": {"max_new_tokens": 4}}
@@ -91,6 +91,21 @@ def test_scale_with_requests_flowing(server: str) -> None:
         predictor.delete_inference_component()
         predictor.delete_endpoint()
     assert codes and set(codes) == {200}, f"{len(codes)} requests, codes {set(codes)}"
+
+
+def test_env_update_replaces_copies_one_at_a_time(server: str) -> None:
+    session = Session(server)
+    predictor = Model("gemma-3-270m", env={"MAX_TOTAL_TOKENS": "512"}, name="rolling", session=session).deploy(
+        "rolling", resources=ResourceRequirements(requests={"copies": 2, "num_cpus": 0.5, "memory": 512}))
+    try:
+        before = _pids(session, "rolling")
+        view = predictor.update(env={"MAX_TOTAL_TOKENS": "768"})
+        assert view["status"] == "InService" and set(_pids(session, "rolling")).isdisjoint(before)
+        for copy in view["copies"]:
+            assert httpx.get(f"{copy['address']}/info").json()["max_total_tokens"] == 768
+        assert predictor.predict(BODY)[0]["generated_text"]
+    finally:
+        predictor.delete_endpoint(cascade=True)
 
 
 def test_killed_copy_comes_back(server: str) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from helpers import engine_process, metric
 
 PROMPTS = [

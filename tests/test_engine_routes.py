@@ -1,8 +1,8 @@
 """Every engine route, over real HTTP, on the real model."""
 from __future__ import annotations
 
-import orjson
 import httpx
+import orjson
 
 PROMPT = "The capital of France is"
 

@@ -14,9 +14,9 @@ import botocore.config
 import httpx
 import openai
 import pytest
+from helpers import labelled_metric, server_process
 from text_generation import Client
 
-from helpers import labelled_metric, server_process
 from shoal.sdk import Model, ResourceRequirements, Session
 
 SEED_BODY = {"inputs": "The capital of France is", "parameters": {"max_new_tokens": 8}}  # the seed's shape
@@ -55,6 +55,7 @@ def test_boto3_response_stream(gateway: str) -> None:
         Body=json.dumps({**SEED_BODY, "stream": True}))
     payload = b"".join(event["PayloadPart"]["Bytes"] for event in response["Body"])
     events = [json.loads(line[5:]) for line in payload.decode().splitlines() if line.startswith("data:")]
+    assert response["ResponseMetadata"]["HTTPHeaders"]["x-request-id"]
     assert len(events) == 8 and events[-1]["generated_text"]
     whole = httpx.post(f"{gateway}/endpoints/chat/invocations", json=SEED_BODY,
                        headers={"X-Amzn-SageMaker-Inference-Component": "gemma"}).json()

@@ -46,6 +46,7 @@ def write(points: list[PointStats], out: Path, meta: dict) -> list[Path]:
 def plot(points: list[PointStats], out: Path) -> list[Path]:
     """Throughput and median latency against load, one line per configuration."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -64,6 +65,8 @@ def plot(points: list[PointStats], out: Path) -> list[Path]:
         ax.set_xlabel(series[0].load.split("=")[0] if points else "load")
         ax.set_ylabel(label)
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({_load_value(p.load) for p in points}))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.grid(True, alpha=0.3)
         ax.legend()
         fig.tight_layout()
@@ -79,4 +82,7 @@ def _load_value(load: str) -> float:
 
 
 def show(points: list[PointStats]) -> None:
-    Console().print(table(points))
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: print the whole table rather than cut it to 80 columns
+        console = Console(width=220)
+    console.print(table(points))

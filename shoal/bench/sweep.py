@@ -63,28 +63,30 @@ async def run_point(workload: Workload, load: Load, duration_s: float, grace_s: 
 async def sweep(workload: Workload, config: str, loads: list[Load], duration_s: float, grace_s: float,
                 slo: Slo | None, progress: Progress) -> list[PointStats]:
     """Run each load point in turn, with a live line per point."""
-    points = []
-    for load in loads:
-        task = progress.add_task(f"{config} {load.label}", total=duration_s, status="")
-        counts = {"ok": 0, "err": 0}
+    return [await _point(workload, config, load, duration_s, grace_s, slo, progress) for load in loads]
 
-        def seen(record: Record) -> None:
-            counts["ok" if record.ok else "err"] += 1
-            progress.update(task, status=f"{counts['ok']} ok, {counts['err']} failed")
 
-        async def tick() -> None:
-            while True:
-                await asyncio.sleep(0.5)
-                progress.advance(task, 0.5)
+async def _point(workload: Workload, config: str, load: Load, duration_s: float, grace_s: float,
+                 slo: Slo | None, progress: Progress) -> PointStats:
+    task = progress.add_task(f"{config} {load.label}", total=duration_s, status="")
+    counts = {"ok": 0, "err": 0}
 
-        ticker = asyncio.create_task(tick())
-        try:
-            run = await run_point(workload, load, duration_s, grace_s, seen)
-        finally:
-            ticker.cancel()
-        progress.update(task, completed=duration_s)
-        points.append(summarize(run, config, load.label, slo))
-    return points
+    def seen(record: Record) -> None:
+        counts["ok" if record.ok else "err"] += 1
+        progress.update(task, status=f"{counts['ok']} ok, {counts['err']} failed")
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            progress.advance(task, 0.5)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        run = await run_point(workload, load, duration_s, grace_s, seen)
+    finally:
+        ticker.cancel()
+    progress.update(task, completed=duration_s)
+    return summarize(run, config, load.label, slo)
 
 
 def progress_display() -> Progress:

@@ -15,14 +15,22 @@ from pathlib import Path
 
 import httpx
 
-from shoal.control.models import (ComponentSpec, ComponentUpdate, ComponentView, CopyStatus, CopyView,
-                                  EndpointSpec, EndpointView, Status)
+from shoal.control.models import (
+    ComponentSpec,
+    ComponentUpdate,
+    ComponentView,
+    CopyStatus,
+    CopyView,
+    EndpointSpec,
+    EndpointView,
+    Status,
+)
 from shoal.control.placement import Holder, PlacementError, Slot, place
 from shoal.control.resources import instance_type
 from shoal.control.store import StateStore
 from shoal.engine.settings import SECRET_ENV_NAMES
 from shoal.errors import ApiError
-from shoal.runtime.base import CopyLaunch, RunningCopy, Runtime
+from shoal.runtime.base import CopyLaunch, LaunchError, RunningCopy, Runtime
 
 log = logging.getLogger(__name__)
 WATCH_INTERVAL_S = 0.5
@@ -76,12 +84,13 @@ class Component:
     phase: Status = Status.CREATING
     failure: str | None = None
     next_index: int = 0
+    rolling: asyncio.Task | None = None  # an env update replacing copies one by one
 
     @property
     def status(self) -> Status:
         if self.failure:
             return Status.FAILED
-        if self.phase == Status.DELETING:
+        if self.phase == Status.DELETING or (self.rolling and not self.rolling.done()):
             return self.phase
         if all(r.status == CopyStatus.IN_SERVICE for r in self.replicas):
             return Status.IN_SERVICE
@@ -182,12 +191,15 @@ class Controller:
             self._start_replica(comp, slot)
         return comp
 
-    def _place(self, endpoint: str, component: str, spec: ComponentSpec, copies: int) -> list[Slot]:
+    def _place(self, endpoint: str, component: str, spec: ComponentSpec, copies: int,
+               leaving: Replica | None = None) -> list[Slot]:
+        """Slots on the endpoint's instances that the runtime has now, beside every other copy there."""
         ep = self.endpoints[endpoint]
-        holders = [Holder(c.spec.name, r.slot) for c in self.members(endpoint) for r in c.replicas]
+        holders = [Holder(c.spec.name, r.slot) for c in self.members(endpoint) for r in c.replicas
+                   if r is not leaving]
+        count, gone = self.runtime.instances(ep.instance_type, ep.instance_count)
         try:
-            return place(instance_type(ep.instance_type), ep.instance_count, holders, component, spec.compute,
-                         copies)
+            return place(instance_type(ep.instance_type), count, holders, component, spec.compute, copies, gone)
         except PlacementError as exc:
             raise invalid(str(exc)) from None
 
@@ -201,7 +213,9 @@ class Controller:
         if update.env is not None and update.env != comp.spec.env:
             comp.phase = Status.UPDATING
             comp.spec = comp.spec.model_copy(update={"env": update.env})
-            asyncio.create_task(self._roll(comp))
+            if comp.rolling:
+                comp.rolling.cancel()
+            comp.rolling = asyncio.create_task(self._roll(comp))
         comp.spec = comp.spec.model_copy(update={"copies": len(comp.replicas)})
         self.store.put_component(comp.spec)
         return comp.view()
@@ -243,15 +257,19 @@ class Controller:
         replica.task = asyncio.create_task(self._supervise(comp, replica))
         return replica
 
+    async def _drain(self, replica: Replica) -> None:
+        """No new requests for the copy; wait (bounded) for its in-flight ones to finish."""
+        replica.status = CopyStatus.DRAINING
+        try:
+            await asyncio.wait_for(replica.idle.wait(), DRAIN_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            log.warning("%s still had %d requests after %ss; stopping it anyway", replica.id, replica.in_flight,
+                        DRAIN_TIMEOUT_S)
+
     async def _stop_replica(self, replica: Replica, drain: bool) -> None:
         replica.stopping = True
         if drain and replica.status == CopyStatus.IN_SERVICE:
-            replica.status = CopyStatus.DRAINING
-            try:
-                await asyncio.wait_for(replica.idle.wait(), DRAIN_TIMEOUT_S)
-            except asyncio.TimeoutError:
-                log.warning("%s still had %d requests after %ss; stopping", replica.id, replica.in_flight,
-                            DRAIN_TIMEOUT_S)
+            await self._drain(replica)
         if replica.task:
             replica.task.cancel()
         if replica.handle:
@@ -259,10 +277,22 @@ class Controller:
 
     async def _supervise(self, comp: Component, replica: Replica) -> None:
         backoff = 1.0
+        instance_type_name = self.endpoints[comp.spec.endpoint].instance_type
         while not replica.stopping:
             launched = time.monotonic()
-            replica.handle = await self.runtime.launch(CopyLaunch(
-                replica.id, comp.spec.model_id, comp.spec.env, replica.slot, self.log_dir / f"{replica.id}.log"))
+            try:
+                replica.handle = await self.runtime.launch(CopyLaunch(
+                    replica.id, comp.spec.model_id, comp.spec.env, replica.slot,
+                    self.log_dir / f"{replica.id}.log", instance_type_name))
+            except LaunchError as exc:
+                replica.reason = exc.reason
+                if not exc.retry:
+                    replica.status, comp.failure = CopyStatus.FAILED, f"{replica.id}: {exc.reason}"
+                    return
+                replica.status = CopyStatus.STARTING
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
             problem = await self._wait_healthy(replica.handle, comp.spec.startup_timeout_s)
             if problem:
                 await replica.handle.stop(grace_s=2)
@@ -283,8 +313,22 @@ class Controller:
             replica.status, replica.reason = CopyStatus.RESTARTING, why
             log.warning("%s %s; restarting in %.0fs", replica.id, why, backoff)
             await replica.handle.stop(grace_s=2)
+            if replica.handle.instance_lost and not self._replace(comp, replica):
+                return
             backoff = 1.0 if time.monotonic() - launched > 2 * MAX_BACKOFF_S else min(backoff * 2, MAX_BACKOFF_S)
             await asyncio.sleep(backoff)
+
+    def _replace(self, comp: Component, replica: Replica) -> bool:
+        """Move a copy whose instance is gone onto the capacity that is left; False if none is."""
+        try:
+            replica.slot = self._place(comp.spec.endpoint, comp.spec.name, comp.spec, 1, leaving=replica)[0]
+        except ApiError as exc:
+            replica.status = CopyStatus.FAILED
+            replica.reason = comp.failure = f"{replica.id} lost its instance and cannot be re-placed: {exc.message}"
+            log.error("%s", comp.failure)
+            return False
+        log.warning("%s re-placed on instance %d", replica.id, replica.slot.instance)
+        return True
 
     async def _wait_healthy(self, handle: RunningCopy, timeout_s: int) -> str | None:
         deadline = time.monotonic() + timeout_s
@@ -314,8 +358,7 @@ class Controller:
         return "stopping"
 
     async def _drain_and_stop(self, replica: Replica) -> None:
-        replica.status = CopyStatus.DRAINING
-        await asyncio.wait_for(replica.idle.wait(), DRAIN_TIMEOUT_S)
+        await self._drain(replica)
         assert replica.handle is not None
         await replica.handle.stop()
         replica.status = CopyStatus.STARTING

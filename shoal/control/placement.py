@@ -82,8 +82,9 @@ class _Instance:
 
 
 def place(instance_type: InstanceType, instance_count: int, placed: list[Holder], component: str,
-          need: ComputeRequirements, copies: int) -> list[Slot]:
-    """Slots for `copies` more copies of `component`, beside the copies already `placed`."""
+          need: ComputeRequirements, copies: int, gone: frozenset[int] = frozenset()) -> list[Slot]:
+    """Slots for `copies` more copies of `component`, beside the copies already `placed`, on the
+    instances that are not `gone`."""
     instances = [_Instance.empty(i, instance_type) for i in range(instance_count)]
     for holder in placed:
         instances[holder.slot.instance].take(holder.slot, holder.component)
@@ -91,6 +92,8 @@ def place(instance_type: InstanceType, instance_count: int, placed: list[Holder]
     for n in range(copies):
         reasons = []
         for inst in instances:
+            if inst.index in gone:
+                continue
             slot = inst.fit(need)
             if isinstance(slot, Slot):
                 inst.take(slot, component)
@@ -109,6 +112,8 @@ def placed_of(placed: list[Holder], component: str) -> list[Holder]:
 
 def _explain(component: str, copy_number: int, t: InstanceType, count: int,
              reasons: list[tuple[_Instance, str]]) -> str:
+    if not reasons:
+        return f"copy {copy_number} of {component} does not fit: no instance of {t.name} x{count} is available"
     inst, short = reasons[0]
     holders = ", ".join(f"{name} ({n} cop{'y' if n == 1 else 'ies'})" for name, n in inst.holders.most_common())
     taken = f"; taken by {holders}" if holders else ""

@@ -8,7 +8,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shoal.errors import ApiError, validation_error
 
-
 BodyT = TypeVar("BodyT", bound=BaseModel)
 
 

@@ -84,9 +84,9 @@ class EngineSettings(BaseModel):
 
     @property
     def threads(self) -> int:
-        if self.num_threads:
-            return self.num_threads
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        """Threads for the model: as asked, but never more than the CPUs this process may run on."""
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return min(self.num_threads or usable, usable)
 
     @classmethod
     def build(cls, env: Mapping[str, str] | None = None, **overrides: object) -> EngineSettings:

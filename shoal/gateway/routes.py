@@ -62,16 +62,25 @@ def _route(name: str, on_error: Callable[[ApiError], web.Response]) -> Callable[
                 response = await handler(request)
             except ApiError as exc:
                 response = on_error(exc)
-            response.headers["x-request-id"] = rid
-            response.headers["x-amzn-RequestId"] = rid
             component = request.get("component", "-")
+            seconds = time.perf_counter() - started
             metrics.REQUESTS.labels(component, name, str(response.status)).inc()
-            metrics.LATENCY.labels(component).observe(time.perf_counter() - started)
-            if response.status >= 500:
-                log.warning("request %s %s -> %d", rid, request.path, response.status)
+            metrics.LATENCY.labels(component).observe(seconds)
+            level = logging.WARNING if response.status >= 500 else logging.DEBUG  # --log-level debug: all
+            if log.isEnabledFor(level):
+                log.log(level, orjson.dumps({"request_id": rid, "route": name, "path": request.path,
+                                             "component": component, "status": response.status,
+                                             "ms": round(seconds * 1000, 2)}).decode())
             return response
         return run
     return wrap
+
+
+async def _stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every gateway answer, streamed or not, carries its request id (set just before headers go out)."""
+    if rid := request.get("rid"):
+        response.headers["x-request-id"] = rid
+        response.headers["x-amzn-RequestId"] = rid
 
 
 def _sagemaker_on_error(exc: ApiError) -> web.Response:
@@ -220,6 +229,7 @@ class GatewayRoutes:
                             "with --default-component, or use /endpoints/{name}/invocations", "validation")
 
     def add_to(self, app: web.Application) -> None:
+        app.on_response_prepare.append(_stamp_request_id)
         sagemaker = _route("sagemaker", _sagemaker_on_error)
         openai = _route("openai", tgi_error)
         tgi = _route("tgi", tgi_error)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+from prometheus_client import REGISTRY
 
 from shoal.control.controller import Component, Controller, Replica
 from shoal.errors import ApiError
@@ -49,7 +50,6 @@ class Upstreams:
                                               timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
 
     async def close(self) -> None:
-        from prometheus_client import REGISTRY
         REGISTRY.unregister(self._collector)
         if self._session:
             await self._session.close()
@@ -82,7 +82,7 @@ class Upstreams:
             raise
         try:
             tried: set[str] = set()
-            for attempt in range(MAX_ATTEMPTS):
+            for _attempt in range(MAX_ATTEMPTS):
                 candidates = [r for r in comp.serving() if r.id not in tried]
                 if not candidates:
                     break

@@ -1,6 +1,8 @@
 """What the controller needs from a runtime: launch a copy on its slot, watch it, stop it."""
 from __future__ import annotations
 
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -15,6 +17,24 @@ class CopyLaunch:
     env: dict[str, str]
     slot: Slot
     log_path: Path
+    instance_type: str = "local"
+
+
+class LaunchError(Exception):
+    """A copy could not be started. `retry`: the cause may pass (no room now) or not (can never fit)."""
+
+    def __init__(self, reason: str, retry: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry = retry
+
+
+# What a copy runs: shoal's engine, or any TGI-compatible server that takes --host and --port.
+ENGINE_COMMAND = (sys.executable, "-m", "shoal.cli", "engine")
+
+
+def engine_command(command: str | None) -> tuple[str, ...]:
+    return tuple(shlex.split(command)) if command else ENGINE_COMMAND
 
 
 def engine_env(launch: CopyLaunch, port: int) -> dict[str, str]:
@@ -33,6 +53,7 @@ def engine_env(launch: CopyLaunch, port: int) -> dict[str, str]:
 class RunningCopy(Protocol):
     address: str  # base URL of the copy's engine
     pid: int | None
+    instance_lost: bool  # its instance (machine, Ray node) is gone: the copy must be placed elsewhere
 
     def exit_status(self) -> str | None:
         """None while it runs; why it ended otherwise."""
@@ -44,6 +65,10 @@ class RunningCopy(Protocol):
 
 
 class Runtime(Protocol):
+    def instances(self, instance_type: str, wanted: int) -> tuple[int, frozenset[int]]:
+        """How many instances an endpoint of this type and count has, and which of them are gone."""
+        ...
+
     async def launch(self, launch: CopyLaunch) -> RunningCopy: ...
 
     async def close(self) -> None: ...

@@ -6,11 +6,10 @@ import ctypes
 import os
 import signal
 import socket
-import sys
 
 import psutil
 
-from shoal.runtime.base import CopyLaunch, engine_env
+from shoal.runtime.base import ENGINE_COMMAND, CopyLaunch, engine_env
 
 _PR_SET_PDEATHSIG = 1
 
@@ -32,6 +31,8 @@ def _child_setup(cores: tuple[int, ...]) -> None:
 
 
 class LocalCopy:
+    instance_lost = False  # this machine is the only instance
+
     def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
         self.proc = proc
         self.pid: int | None = proc.pid
@@ -61,13 +62,19 @@ class LocalCopy:
 
 
 class LocalRuntime:
+    def __init__(self, command: tuple[str, ...] = ENGINE_COMMAND) -> None:
+        self.command = command
+
+    def instances(self, instance_type: str, wanted: int) -> tuple[int, frozenset[int]]:
+        return wanted, frozenset()
+
     async def launch(self, launch: CopyLaunch) -> LocalCopy:
         port = free_port()
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = launch.log_path.open("ab")
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "shoal.cli", "engine", "--host", "127.0.0.1", "--port", str(port),
+                *self.command, "--host", "127.0.0.1", "--port", str(port),
                 env={**os.environ, **engine_env(launch, port)}, stdin=asyncio.subprocess.DEVNULL,
                 stdout=log, stderr=asyncio.subprocess.STDOUT,
                 preexec_fn=lambda: _child_setup(launch.slot.cores))

@@ -1,0 +1,143 @@
+"""The Ray runtime on a fake multi-node cluster: nodes of 8 GPUs, 96 CPUs and 1152 GiB (ml.p4d.24xlarge)."""
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import server_process
+from ray.cluster_utils import Cluster
+
+from shoal.control.placement import Slot
+from shoal.runtime.base import CopyLaunch, LaunchError
+from shoal.sdk import Model, ResourceRequirements, Session, ShoalApiError
+
+pytestmark = pytest.mark.slow
+P4D = {"num_cpus": 96, "num_gpus": 8, "memory": 1152 * (1 << 30), "resources": {"shoal:ml.p4d.24xlarge": 1}}
+SEED = {"copies": 8, "num_accelerators": 1, "num_cpus": 10, "memory": 100 * 1024}
+STAND_IN = f"{sys.executable} {Path(__file__).parent / 'stand_in_engine.py'}"
+BODY = {"inputs": "The capital of France is", "parameters": {"max_new_tokens": 4}}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for _ in range(3):
+        c.add_node(**P4D)
+    c.wait_for_nodes()
+    yield c
+    c.shutdown()
+
+
+def _instance_nodes(cluster: Cluster) -> list:
+    """The fake nodes in the order shoal numbers instances (sorted node ids)."""
+    return sorted((n for n in cluster.list_all_nodes() if not n.head), key=lambda n: n.node_id)
+
+
+def _wait_copies(session: Session, name: str, ok, timeout: float = 120):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = session.component(name)
+        if ok(view):
+            return view
+        time.sleep(0.3)
+    raise AssertionError(f"{name} never reached the expected state: {view}")
+
+
+def test_real_engines_on_two_fake_nodes(cluster: Cluster, tmp_path: Path) -> None:
+    with server_process(tmp_path, "--runtime", "ray", "--ray-address", cluster.address) as url:
+        session = Session(url)
+        resources = ResourceRequirements(requests={"copies": 2, "num_accelerators": 5, "num_cpus": 1,
+                                                   "memory": 1024})
+        predictor = Model("gemma-3-270m", name="real", session=session).deploy(
+            "two-nodes", "ml.p4d.24xlarge", 2, resources)
+        try:
+            view = predictor.describe()
+            assert sorted(c["slot"]["instance"] for c in view["copies"]) == [0, 1]
+            texts = {predictor.predict(BODY)[0]["generated_text"] for _ in range(4)}
+            assert len(texts) == 1 and texts.pop()  # greedy: both copies answer the same
+            served = [c for c in session.component("real")["copies"]]
+            assert len(served) == 2
+        finally:
+            predictor.delete_endpoint(cascade=True)
+
+
+@pytest.fixture(scope="module")
+def stand_in_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with server_process(tmp_path_factory.mktemp("ray"), "--runtime", "ray", "--ray-address", cluster.address,
+                        "--engine-command", STAND_IN) as url:
+        yield url
+
+
+def test_seed_component_fills_a_node_then_spans_two_and_a_25th_copy_does_not_fit(stand_in_server: str) -> None:
+    session = Session(stand_in_server)
+    predictor = Model("llama-2-7b.gguf", name="seed", session=session).deploy(
+        "p4d", "ml.p4d.24xlarge", 3, ResourceRequirements(requests=SEED))
+    view = predictor.describe()
+    assert [c["slot"]["instance"] for c in view["copies"]] == [0] * 8
+    devices = {httpx.get(f"{c['address']}/info").json()["cuda_visible_devices"] for c in view["copies"]}
+    assert devices == {str(i) for i in range(8)}  # Ray gave each copy its own accelerator
+    view = predictor.update(copies=12)
+    assert sorted(c["slot"]["instance"] for c in view["copies"]) == [0] * 8 + [1] * 4
+    with pytest.raises(ShoalApiError, match=r"copy 25 of seed does not fit.*ml.p4d.24xlarge x3"):
+        predictor.update(copies=25)
+
+
+def test_losing_a_node_re_places_its_copies_and_requests_keep_succeeding(
+        cluster: Cluster, stand_in_server: str) -> None:
+    session = Session(stand_in_server)
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                codes.append(client.post(f"{stand_in_server}/endpoints/p4d/invocations", json=BODY).status_code)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        time.sleep(1)
+        cluster.remove_node(_instance_nodes(cluster)[1])
+        view = _wait_copies(session, "seed", lambda v: v["status"] == "InService" and all(
+            c["slot"]["instance"] != 1 for c in v["copies"]))
+        time.sleep(1)
+    finally:
+        stop.set()
+        worker.join()
+    assert sorted(c["slot"]["instance"] for c in view["copies"]) == [0] * 8 + [2] * 4
+    assert sum(c["restarts"] for c in view["copies"]) == 4
+    assert codes and set(codes) == {200}, f"{codes.count(200)} of {len(codes)} succeeded"
+
+
+def test_no_room_now_is_told_from_can_never_fit(cluster: Cluster, tmp_path: Path) -> None:
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from shoal.runtime.ray_runtime import RayRuntime
+
+    runtime = RayRuntime(cluster.address, placement_wait_s=2)
+    count, gone = runtime.instances("ml.p4d.24xlarge", 3)
+    alive = sorted(set(range(count)) - gone)
+    node = next(n for n, i in runtime._nodes("ml.p4d.24xlarge").items() if i == alive[-1])
+
+    def launch(gpus: int) -> None:
+        slot = Slot(alive[-1], tuple(range(gpus)), (0,), 1.0, 1024)
+        asyncio.run(runtime.launch(CopyLaunch("probe", "none", {}, slot, tmp_path / "probe.log",
+                                              "ml.p4d.24xlarge")))
+
+    with pytest.raises(LaunchError, match="can never fit") as never:
+        launch(16)
+    assert never.value.retry is False
+    hog = placement_group([{"GPU": 8.0}], bundle_label_selector=[{"ray.io/node-id": node}])
+    assert hog.wait(10)
+    try:
+        with pytest.raises(LaunchError, match="no room now") as later:
+            launch(1)
+        assert later.value.retry is True
+    finally:
+        remove_placement_group(hog)
