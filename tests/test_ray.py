@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import server_process
+import ray
 from ray.cluster_utils import Cluster
 
 from shoal.control.placement import Slot
@@ -31,6 +32,7 @@ def cluster() -> Iterator[Cluster]:
         c.add_node(**P4D)
     c.wait_for_nodes()
     yield c
+    ray.shutdown()  # a test below connects this process as a driver
     c.shutdown()
 
 
@@ -120,24 +122,24 @@ def test_no_room_now_is_told_from_can_never_fit(cluster: Cluster, tmp_path: Path
 
     from shoal.runtime.ray_runtime import RayRuntime
 
+    g5 = cluster.add_node(num_cpus=48, num_gpus=4, memory=192 * (1 << 30), resources={"shoal:ml.g5.12xlarge": 1})
+    cluster.wait_for_nodes()
     runtime = RayRuntime(cluster.address, placement_wait_s=2)
-    count, gone = runtime.instances("ml.p4d.24xlarge", 3)
-    alive = sorted(set(range(count)) - gone)
-    node = next(n for n, i in runtime._nodes("ml.p4d.24xlarge").items() if i == alive[-1])
+    assert runtime.instances("ml.g5.12xlarge", 1) == (1, frozenset())
 
     def launch(gpus: int) -> None:
-        slot = Slot(alive[-1], tuple(range(gpus)), (0,), 1.0, 1024)
-        asyncio.run(runtime.launch(CopyLaunch("probe", "none", {}, slot, tmp_path / "probe.log",
-                                              "ml.p4d.24xlarge")))
+        slot = Slot(0, tuple(range(gpus)), (0,), 1.0, 1024)
+        asyncio.run(runtime.launch(CopyLaunch("probe", "none", {}, slot, tmp_path / "probe.log", "ml.g5.12xlarge")))
 
-    with pytest.raises(LaunchError, match="can never fit") as never:
-        launch(16)
-    assert never.value.retry is False
-    hog = placement_group([{"GPU": 8.0}], bundle_label_selector=[{"ray.io/node-id": node}])
-    assert hog.wait(10)
     try:
+        with pytest.raises(LaunchError, match="can never fit") as never:
+            launch(8)
+        assert never.value.retry is False
+        hog = placement_group([{"GPU": 4.0}], bundle_label_selector=[{"ray.io/node-id": g5.node_id}])
+        assert hog.wait(10)
         with pytest.raises(LaunchError, match="no room now") as later:
             launch(1)
         assert later.value.retry is True
-    finally:
         remove_placement_group(hog)
+    finally:
+        cluster.remove_node(g5)

@@ -64,6 +64,7 @@ class Replica:
     reason: str | None = None
     stopping: bool = False
     replace: bool = False  # an env update asked for a fresh process
+    unreachable_until: float = 0.0  # the gateway saw it refuse a connection: no requests until then
     task: asyncio.Task | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -97,7 +98,8 @@ class Component:
         return self.phase
 
     def serving(self) -> list[Replica]:
-        return [r for r in self.replicas if r.status == CopyStatus.IN_SERVICE]
+        now = time.monotonic()
+        return [r for r in self.replicas if r.status == CopyStatus.IN_SERVICE and r.unreachable_until <= now]
 
     def view(self) -> ComponentView:
         env = {k: ("***" if k in SECRET_ENV_NAMES else v) for k, v in self.spec.env.items()}
@@ -300,7 +302,7 @@ class Controller:
                 comp.failure = f"{replica.id}: {problem}"
                 log.error("%s failed to start: %s", replica.id, problem)
                 return
-            replica.status, replica.reason = CopyStatus.IN_SERVICE, None
+            replica.status, replica.reason, replica.unreachable_until = CopyStatus.IN_SERVICE, None, 0.0
             log.info("%s in service at %s", replica.id, replica.address)
             why = await self._watch(comp, replica)
             if replica.stopping:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from shoal.gateway.metrics import register_live_gauges
 from shoal.gateway.routing import Router, make_router
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 3
+UNREACHABLE_S = 2.0  # a copy that refused a connection gets no requests for this long (or until restarted)
 DEFAULT_COPY_CONCURRENCY = 128  # the engine's MAX_CONCURRENT_REQUESTS default
 
 
@@ -82,10 +83,7 @@ class Upstreams:
             raise
         try:
             tried: set[str] = set()
-            for _attempt in range(MAX_ATTEMPTS):
-                candidates = [r for r in comp.serving() if r.id not in tried]
-                if not candidates:
-                    break
+            while candidates := [r for r in comp.serving() if r.id not in tried]:
                 replica = gate.router.choose(candidates, key)
                 replica.in_flight += 1
                 replica.idle.clear()
@@ -94,6 +92,7 @@ class Upstreams:
                 except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                     _finished(replica)
                     tried.add(replica.id)
+                    replica.unreachable_until = time.monotonic() + UNREACHABLE_S
                     metrics.RETRIES.labels(comp.spec.name).inc()
                     log.warning("copy %s failed before answering (%s); retrying elsewhere", replica.id, exc)
                     continue
