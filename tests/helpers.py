@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,11 +11,7 @@ from pathlib import Path
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from shoal.runtime.local import free_port  # noqa: F401  (re-exported for the tests)
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:

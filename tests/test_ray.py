@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import server_process
 import ray
+from helpers import server_process
 from ray.cluster_utils import Cluster
 
 from shoal.control.placement import Slot

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -118,18 +119,20 @@ class Engine:
         return chat.render(self.chat_template, messages, info.bos_token, info.eos_token)
 
     # -- running -------------------------------------------------------------------------
-    def admit(self) -> None:
-        """Count a request in, or answer 429 past MAX_CONCURRENT_REQUESTS."""
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Count a request in for the block, or answer 429 past MAX_CONCURRENT_REQUESTS."""
         if self.in_flight >= self.settings.max_concurrent_requests:
             metrics.REQUEST_FAILURE.labels("overloaded").inc()
             raise overloaded_error()
         self.in_flight += 1
         metrics.IN_FLIGHT.set(self.in_flight)
         metrics.REQUEST_COUNT.inc()
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        metrics.IN_FLIGHT.set(self.in_flight)
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            metrics.IN_FLIGHT.set(self.in_flight)
 
     async def events(self, prep: Prepared, want_logprobs: bool = False) -> AsyncIterator[Event]:
         """Run one sequence; yields its events until its last token or an error. Leaving early cancels it."""

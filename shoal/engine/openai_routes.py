@@ -49,8 +49,7 @@ def _usage(prep: Prepared, finish: Finish) -> dict[str, int]:
 async def _respond(request: web.Request, engine: Engine, prep: Prepared, stream: bool, want_logprobs: bool,
                    include_usage: bool, shape: Chunk, envelope: dict[str, Any]) -> web.StreamResponse:
     """Run `prep`; answer one JSON object, or SSE chunks ending in `data: [DONE]`."""
-    engine.admit()
-    try:
+    with engine.admitted():
         response = await start_sse(request) if stream else None
         tokens: list[Token] = []
         async for event in engine.events(prep, want_logprobs):
@@ -77,8 +76,6 @@ async def _respond(request: web.Request, engine: Engine, prep: Prepared, stream:
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
-    finally:
-        engine.release()
 
 
 def _chat_logprobs(tokens: list[Token]) -> dict[str, Any] | None:

@@ -85,11 +85,8 @@ async def generate_best(engine: Engine, prep: Prepared) -> tuple[Generation, lis
 
 async def _complete(engine: Engine, body: GenerateRequest) -> tuple[Generation, list[Generation]]:
     prep = engine.prepare(body.inputs, body.parameters, stream=False)
-    engine.admit()
-    try:
+    with engine.admitted():
         return await generate_best(engine, prep)
-    finally:
-        engine.release()
 
 
 def _generate_body(best: Generation, others: list[Generation]) -> dict[str, Any]:
@@ -116,8 +113,7 @@ async def generate_stream(request: web.Request) -> web.StreamResponse:
 
 async def _stream(request: web.Request, engine: Engine, body: GenerateRequest) -> web.StreamResponse:
     prep = engine.prepare(body.inputs, body.parameters, stream=True)
-    engine.admit()
-    try:
+    with engine.admitted():
         response = await start_sse(request)
         index = 0
         async for event in engine.events(prep):
@@ -139,8 +135,6 @@ async def _stream(request: web.Request, engine: Engine, body: GenerateRequest) -
             await response.write(sse(message))
         await response.write_eof()
         return response
-    finally:
-        engine.release()
 
 
 async def compat_generate(request: web.Request) -> web.StreamResponse:
