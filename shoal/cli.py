@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from shoal.console import table_console
 from shoal.errors import ShoalError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Many LLM replicas behind one endpoint.")
@@ -206,7 +207,7 @@ def list_all(url: Url = f"http://127.0.0.1:{DEFAULT_PORT}") -> None:
             table.add_row(spec["name"], f"{spec['instance_type']} x{spec['instance_count']}", spec["routing"],
                           *(("", "", "", ep["status"]) if c is None else (
                               c["spec"]["name"], c["spec"]["model_id"], _copies(c), c["status"])))
-    Console().print(table)
+    table_console().print(table)
 
 
 def _copies(c: dict) -> str:
@@ -228,7 +229,8 @@ def _show_component(view: dict) -> None:
 
     spec = view["spec"]
     reason = f" ({view['reason']})" if view.get("reason") else ""
-    Console().print(f"[bold]{spec['name']}[/bold] on {spec['endpoint']}: {spec['model_id']}, "
+    console = table_console()
+    console.print(f"[bold]{spec['name']}[/bold] on {spec['endpoint']}: {spec['model_id']}, "
                     f"{view['status']}{reason}")
     table = Table("copy", "status", "instance", "accelerators", "cores", "memory MB", "address", "pid",
                   "restarts", "in flight", "reason")
@@ -238,7 +240,7 @@ def _show_component(view: dict) -> None:
                       ",".join(map(str, slot["cores"])) + ("" if slot["cpu_share"] >= 1 else f" ({slot['cpu_share']:g})"),
                       str(slot["memory_mb"]), r["address"] or "-", str(r["pid"] or "-"), str(r["restarts"]),
                       str(r["in_flight"]), r["reason"] or "")
-    Console().print(table)
+    console.print(table)
 
 
 @app.command()

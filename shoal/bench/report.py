@@ -6,10 +6,10 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from shoal.bench.stats import PointStats
+from shoal.console import table_console
 
 
 def _ms(seconds: float | None) -> str:
@@ -82,7 +82,4 @@ def _load_value(load: str) -> float:
 
 
 def show(points: list[PointStats]) -> None:
-    console = Console()
-    if not console.is_terminal:  # a log or a pipe: print the whole table rather than cut it to 80 columns
-        console = Console(width=220)
-    console.print(table(points))
+    table_console().print(table(points))

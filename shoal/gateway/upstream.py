@@ -73,11 +73,13 @@ class Upstreams:
         """POST `body` to `path` on one live copy. A copy that fails before answering is left out and
         the request goes to another; once a copy answers, what it says is the answer."""
         gate = self._gate(comp)
-        if not comp.serving():
+        copies = len(comp.serving())
+        if not copies:
             raise ApiError(503, f"inference component \"{comp.spec.name}\" has no copy in service "
                                 f"(status {comp.status.value})", "unavailable")
+        gate.admission.wake(copies)  # copies that came into service take queued requests first
         try:
-            await gate.admission.acquire(len(comp.serving()))
+            await gate.admission.acquire(copies)
         except ApiError:
             metrics.REJECTED.labels(comp.spec.name).inc()
             raise

@@ -1,0 +1,102 @@
+"""Routing strategies and admission, as pure units (the live gateway tests cover them over HTTP)."""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from shoal.control.controller import Replica
+from shoal.control.models import RoutingStrategy
+from shoal.control.placement import Slot
+from shoal.errors import ApiError
+from shoal.gateway.admission import Admission
+from shoal.gateway.routing import LeastOutstanding, PowerOfTwo, PrefixAffinity, Random, RoundRobin, make_router
+
+
+def replicas(*loads: int) -> list[Replica]:
+    return [Replica(id=f"c-{i}", component="c", slot=Slot(0, (), (i,), 1.0, 0), in_flight=n)
+            for i, n in enumerate(loads)]
+
+
+def test_least_outstanding_picks_the_least_loaded_and_rotates_ties() -> None:
+    router = LeastOutstanding()
+    assert router.choose(replicas(3, 1, 2)).id == "c-1"
+    tied = replicas(0, 0, 0)
+    assert {router.choose(tied).id for _ in range(6)} == {"c-0", "c-1", "c-2"}
+
+
+def test_round_robin_cycles_and_random_covers() -> None:
+    rs = replicas(9, 0, 0)
+    rr = RoundRobin()
+    assert [rr.choose(rs).id for _ in range(6)] == ["c-0", "c-1", "c-2"] * 2
+    assert set(Counter(Random().choose(rs).id for _ in range(300))) == {"c-0", "c-1", "c-2"}
+
+
+def test_power_of_two_never_picks_the_busiest_of_two() -> None:
+    rs = replicas(5, 0)
+    assert all(PowerOfTwo().choose(rs).id == "c-1" for _ in range(20))
+    assert PowerOfTwo().choose(replicas(7)).id == "c-0"
+
+
+def test_prefix_affinity_sticks_then_spills_and_survives_scaling() -> None:
+    router = PrefixAffinity(bound=2)
+    rs = replicas(0, 0, 0, 0)
+    homes = {key: router.choose(rs, key).id for key in (b"alpha", b"beta", b"gamma", b"delta", b"eps")}
+    assert all(router.choose(rs, key).id == home for key, home in homes.items())  # same prefix, same copy
+    assert len(set(homes.values())) > 1  # different prefixes spread
+    busy = next(r for r in rs if r.id == homes[b"alpha"])
+    busy.in_flight = 3  # more than `bound` over the least loaded: spill
+    assert router.choose(rs, b"alpha").id != busy.id
+    busy.in_flight = 0
+    survivors = [r for r in rs if r.id != homes[b"beta"]]  # a copy leaves: others keep their prefixes
+    assert all(router.choose(survivors, k).id == h for k, h in homes.items() if h != homes[b"beta"])
+
+
+def test_every_strategy_is_buildable() -> None:
+    for strategy in RoutingStrategy:
+        assert make_router(strategy).choose(replicas(0, 1)) is not None
+
+
+def test_admission_queues_in_order_then_refuses() -> None:
+    async def scenario() -> list[str]:
+        gate = Admission(per_copy_limit=1, max_queue=2, queue_timeout_s=5)
+        order: list[str] = []
+        await gate.acquire(copies=1)  # the only slot
+
+        async def wait(name: str) -> None:
+            await gate.acquire(copies=1)
+            order.append(name)
+
+        first, second = asyncio.create_task(wait("first")), asyncio.create_task(wait("second"))
+        await asyncio.sleep(0.01)
+        assert gate.queued == 2
+        with pytest.raises(ApiError, match="2 requests are already waiting") as full:
+            await gate.acquire(copies=1)
+        assert full.value.status == 429
+        gate.release(copies=1)
+        await first
+        gate.release(copies=1)
+        await second
+        gate.release(copies=1)
+        assert gate.in_flight == 0
+        return order
+
+    assert asyncio.run(scenario()) == ["first", "second"]
+
+
+def test_admission_times_out_and_new_copies_admit_waiters() -> None:
+    async def scenario() -> None:
+        gate = Admission(per_copy_limit=1, max_queue=4, queue_timeout_s=0.05)
+        await gate.acquire(copies=1)
+        with pytest.raises(ApiError, match="no copy was free within 0.05s"):
+            await gate.acquire(copies=1)
+        assert gate.queued == 0 and gate.in_flight == 1
+        gate.queue_timeout_s = 5
+        waiter = asyncio.create_task(gate.acquire(copies=1))
+        await asyncio.sleep(0.01)
+        gate.wake(copies=2)  # a second copy came into service
+        await asyncio.wait_for(waiter, 1)
+        assert gate.in_flight == 2
+
+    asyncio.run(scenario())
