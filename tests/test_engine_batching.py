@@ -22,8 +22,8 @@ async def _generate_all(url: str, bodies: list[dict]) -> list[httpx.Response]:
         return await asyncio.gather(*(client.post(f"{url}/generate", json=b) for b in bodies))
 
 
-# llama.cpp's CPU kernels tile by batch shape: one sequence's logits move by up to ~1.1 between batch
-# sizes (measured, benchmarks/batch_invariance.py), so greedy picks can only flip where the top two
+# llama.cpp's CPU kernels tile by batch shape: one sequence's logits move by up to ~1.0 between batch
+# sizes (measured: benchmarks/batch_invariance.py), so greedy picks can only flip where the top
 # candidates are closer than that.
 KERNEL_NOISE = 1.5
 
