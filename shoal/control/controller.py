@@ -86,6 +86,7 @@ class Component:
     failure: str | None = None
     next_index: int = 0
     rolling: asyncio.Task | None = None  # an env update replacing copies one by one
+    leaving: list[Replica] = field(default_factory=list)  # scaled in, draining: they still hold their slots
 
     @property
     def status(self) -> Status:
@@ -127,7 +128,7 @@ class Controller:
 
     async def close(self) -> None:
         await asyncio.gather(*(self._stop_replica(r, drain=False) for c in self.components.values()
-                               for r in list(c.replicas)))
+                               for r in c.replicas + c.leaving))
         await self._http.aclose()
         await self.runtime.close()
 
@@ -194,11 +195,11 @@ class Controller:
         return comp
 
     def _place(self, endpoint: str, component: str, spec: ComponentSpec, copies: int,
-               leaving: Replica | None = None) -> list[Slot]:
+               moving: Replica | None = None) -> list[Slot]:
         """Slots on the endpoint's instances that the runtime has now, beside every other copy there."""
         ep = self.endpoints[endpoint]
-        holders = [Holder(c.spec.name, r.slot) for c in self.members(endpoint) for r in c.replicas
-                   if r is not leaving]
+        holders = [Holder(c.spec.name, r.slot) for c in self.members(endpoint) for r in c.replicas + c.leaving
+                   if r is not moving]
         count, gone = self.runtime.instances(ep.instance_type, ep.instance_count)
         try:
             return place(instance_type(ep.instance_type), count, holders, component, spec.compute, copies, gone)
@@ -211,7 +212,7 @@ class Controller:
             raise conflict(f"Inference component \"{name}\" is being deleted.")
         if update.copies is not None and update.copies != len(comp.replicas):
             comp.phase = Status.UPDATING
-            await self._scale(comp, update.copies)
+            self._scale(comp, update.copies)
         if update.env is not None and update.env != comp.spec.env:
             comp.phase = Status.UPDATING
             comp.spec = comp.spec.model_copy(update={"env": update.env})
@@ -222,17 +223,24 @@ class Controller:
         self.store.put_component(comp.spec)
         return comp.view()
 
-    async def _scale(self, comp: Component, copies: int) -> None:
+    def _scale(self, comp: Component, copies: int) -> None:
         extra = copies - len(comp.replicas)
         if extra > 0:
             for slot in self._place(comp.spec.endpoint, comp.spec.name, comp.spec, extra):
                 self._start_replica(comp, slot)
             comp.failure = None
-        else:
-            leaving = comp.replicas[copies:]
-            comp.replicas = comp.replicas[:copies]
-            for r in leaving:  # drained in the background; their slots are free for new copies now
-                asyncio.create_task(self._stop_replica(r, drain=True))
+            return
+        leaving = comp.replicas[copies:]
+        comp.replicas = comp.replicas[:copies]
+        comp.leaving += leaving
+        for r in leaving:  # drained in the background; their slots stay taken until they stop
+            asyncio.create_task(self._retire(comp, r))
+
+    async def _retire(self, comp: Component, replica: Replica) -> None:
+        try:
+            await self._stop_replica(replica, drain=True)
+        finally:
+            comp.leaving.remove(replica)
 
     async def _roll(self, comp: Component) -> None:
         """Replace copies one at a time so the component keeps serving during an env update."""
@@ -323,7 +331,7 @@ class Controller:
     def _replace(self, comp: Component, replica: Replica) -> bool:
         """Move a copy whose instance is gone onto the capacity that is left; False if none is."""
         try:
-            replica.slot = self._place(comp.spec.endpoint, comp.spec.name, comp.spec, 1, leaving=replica)[0]
+            replica.slot = self._place(comp.spec.endpoint, comp.spec.name, comp.spec, 1, moving=replica)[0]
         except ApiError as exc:
             replica.status = CopyStatus.FAILED
             replica.reason = comp.failure = f"{replica.id} lost its instance and cannot be re-placed: {exc.message}"
