@@ -100,3 +100,12 @@ def test_admission_times_out_and_new_copies_admit_waiters() -> None:
         assert gate.in_flight == 2
 
     asyncio.run(scenario())
+
+
+def test_prefix_key_reads_each_protocol_and_ignores_odd_bodies() -> None:
+    from shoal.gateway.routes import _prefix_key
+
+    assert _prefix_key(b'{"inputs": "abc", "parameters": {}}') == b"abc"
+    assert _prefix_key(b'{"prompt": "' + b"x" * 1000 + b'"}') == b"x" * 256
+    assert _prefix_key(b'{"messages": [{"role": "user", "content": "hi"}]}').startswith(b'[{"role":"user"')
+    assert _prefix_key(b"[1, 2]") is None and _prefix_key(b"not json") is None and _prefix_key(b"{}") is None

@@ -115,12 +115,17 @@ def named_component(controller: Controller, name: str | None) -> Component:
 
 
 def _prefix_key(body: bytes) -> bytes | None:
+    """The first 256 characters of the prompt (TGI inputs, OpenAI prompt or messages), for PREFIX_AFFINITY."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    text = data.get("inputs") or data.get("prompt") or orjson.dumps(data.get("messages", ""))
-    return str(text)[:256].encode() if text else None
+    if not isinstance(data, dict):
+        return None
+    text = data.get("inputs") or data.get("prompt") or data.get("messages")
+    if not text:
+        return None
+    return (text if isinstance(text, str) else orjson.dumps(text).decode())[:256].encode()
 
 
 # -- relaying ---------------------------------------------------------------------------------
@@ -160,22 +165,27 @@ class GatewayRoutes:
         self.upstreams = upstreams
         self.default_component = default_component
 
+    def _key(self, comp: Component, body: bytes) -> bytes | None:
+        return _prefix_key(body) if self.upstreams.wants_key(comp) else None
+
     async def _forward(self, request: web.Request, comp: Component, path: str, body: bytes) -> web.StreamResponse:
         request["component"] = comp.spec.name
-        key = _prefix_key(body) if self.upstreams.wants_key(comp) else None
-        async with self.upstreams.send(comp, path, body, request.content_type or "application/json", key) as (
-                replica, response):
+        async with self.upstreams.send(comp, path, body, request.content_type or "application/json",
+                                       self._key(comp, body)) as (replica, response):
             return await _relay(request, response, comp.spec.name, replica.id)
 
     # SageMaker runtime
-    async def invocations(self, request: web.Request) -> web.StreamResponse:
+    def _sagemaker_component(self, request: web.Request) -> Component:
         comp = sagemaker_component(self.controller, request.match_info["endpoint"],
                                    request.headers.get(COMPONENT_HEADER))
         request["component"] = comp.spec.name
+        return comp
+
+    async def invocations(self, request: web.Request) -> web.StreamResponse:
+        comp = self._sagemaker_component(request)
         body = await request.read()
-        key = _prefix_key(body) if self.upstreams.wants_key(comp) else None
         async with self.upstreams.send(comp, "/invocations", body, request.content_type or "application/json",
-                                       key) as (replica, response):
+                                       self._key(comp, body)) as (replica, response):
             if response.status >= 400:
                 return model_error(replica.id, response.status, await response.read())
             if response.content_type == "text/event-stream":  # a body with "stream": true
@@ -186,12 +196,10 @@ class GatewayRoutes:
                                          COPY_HEADER: replica.id})
 
     async def invocations_stream(self, request: web.Request) -> web.StreamResponse:
-        comp = sagemaker_component(self.controller, request.match_info["endpoint"],
-                                   request.headers.get(COMPONENT_HEADER))
-        request["component"] = comp.spec.name
+        comp = self._sagemaker_component(request)
         body = _with_stream_flag(await request.read())
-        key = _prefix_key(body) if self.upstreams.wants_key(comp) else None
-        async with self.upstreams.send(comp, "/invocations", body, "application/json", key) as (replica, response):
+        async with self.upstreams.send(comp, "/invocations", body, "application/json",
+                                       self._key(comp, body)) as (replica, response):
             if response.status >= 400:
                 return model_error(replica.id, response.status, await response.read())
             out = web.StreamResponse(headers={"Content-Type": "application/vnd.amazon.eventstream",
