@@ -9,31 +9,20 @@ off. docs/architecture.md ("Batch shape and determinism") quotes these numbers.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from shoal.engine.runners.base import BatchItem
-from shoal.engine.runners.llamacpp import LlamaCppRunner
-from shoal.models.registry import resolve
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from helpers import greedy_logits  # noqa: E402
+
+from shoal.engine.runners.llamacpp import LlamaCppRunner  # noqa: E402
+from shoal.models.registry import resolve  # noqa: E402
 
 PROMPTS = ["The capital of France is", "Once upon a time", "def fib(n):", "1, 2, 3,", "Hello world", "xyz abc"]
-
-
-def decode(runner: LlamaCppRunner, prompts: list[str], steps: int = 8) -> list[np.ndarray]:
-    """Logits of the first sequence at each decode step, with every prompt prefilled alone first."""
-    seqs = list(range(len(prompts)))
-    tokens = {s: runner.tokenize(p) for s, p in zip(seqs, prompts)}
-    out = {s: [int(np.argmax(runner.step([BatchItem(s, tokens[s], 0)])[0]))] for s in seqs}
-    rows = []
-    for _ in range(steps):
-        logits = runner.step([BatchItem(s, [out[s][-1]], len(tokens[s]) + len(out[s]) - 1) for s in seqs])
-        rows.append(np.array(logits[0]))
-        for s in seqs:
-            out[s].append(int(np.argmax(logits[s])))
-    for s in seqs:
-        runner.release(s)
-    return rows
 
 
 def gap(a: list[np.ndarray], b: list[np.ndarray]) -> float:
@@ -49,11 +38,11 @@ def main() -> None:
         runner = LlamaCppRunner("gemma-3-270m", resolve("gemma-3-270m"), n_ctx=16384, n_batch=1024,
                                 n_seq_max=32, n_threads=2, flash_attention=flash)
         first = PROMPTS[0]
-        alone = decode(runner, [first])
-        by_size = [gap(alone, decode(runner, [first] + [PROMPTS[1 + i % 5] for i in range(n - 1)]))
+        alone = greedy_logits(runner, [first])
+        by_size = [gap(alone, greedy_logits(runner, [first] + [PROMPTS[1 + i % 5] for i in range(n - 1)]))
                    for n in (2, 4, 8, 16)]
-        sixteen = decode(runner, [first] + [PROMPTS[1 + i % 5] for i in range(15)])
-        others = decode(runner, [first] + [f"Story number {i}:" for i in range(15)])
+        sixteen = greedy_logits(runner, [first] + [PROMPTS[1 + i % 5] for i in range(15)])
+        others = greedy_logits(runner, [first] + [f"Story number {i}:" for i in range(15)])
         table.add_row("on" if flash else "off", *(f"{g:.3f}" for g in by_size), f"{gap(sixteen, others):.3f}")
         runner.close()
     Console().print(table)

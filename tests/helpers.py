@@ -75,3 +75,24 @@ def labelled_metric(url: str, name: str) -> dict[str, float]:
             labels, value = line[len(name) + 1:].rsplit("} ", 1)
             out[labels] = float(value)
     return out
+
+
+def greedy_logits(runner, prompts: list[str], steps: int = 8) -> list:  # type: ignore[no-untyped-def]
+    """Decode `prompts` together, greedily (each prefilled alone first, so only decoding is batched);
+    returns the first sequence's logits at every step."""
+    import numpy as np
+
+    from shoal.engine.runners.base import BatchItem
+
+    seqs = list(range(len(prompts)))
+    tokens = {s: runner.tokenize(p) for s, p in zip(seqs, prompts)}
+    out = {s: [int(np.argmax(runner.step([BatchItem(s, tokens[s], 0)])[0]))] for s in seqs}
+    rows = []
+    for _ in range(steps):
+        logits = runner.step([BatchItem(s, [out[s][-1]], len(tokens[s]) + len(out[s]) - 1) for s in seqs])
+        rows.append(np.array(logits[0]))
+        for s in seqs:
+            out[s].append(int(np.argmax(logits[s])))
+    for s in seqs:
+        runner.release(s)
+    return rows
