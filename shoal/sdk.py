@@ -39,11 +39,17 @@ class Session:
         self.http = httpx.Client(base_url=self.url, timeout=timeout)
 
     def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-        response = self.http.request(method, path, content=None if body is None else orjson.dumps(body),
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+        try:
+            response = self.http.request(method, path, content=None if body is None else orjson.dumps(body),
+                                         headers={"Content-Type": "application/json", **(headers or {})})
+        except httpx.TransportError as exc:
+            raise self.unreachable(exc) from None
         if response.status_code >= 400:
             raise ShoalApiError(response.status_code, _message(response))
         return response.json() if response.content else None
+
+    def unreachable(self, exc: Exception) -> ShoalError:
+        return ShoalError(f"cannot reach the shoal server at {self.url} ({exc}); start one with `shoal server`")
 
     def endpoints(self) -> list[dict[str, Any]]:
         return self.call("GET", "/api/endpoints")
@@ -137,6 +143,12 @@ class Predictor:
 
     def predict_stream(self, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """TGI's stream events (`{"token": ..., "generated_text": ...}`), one per token."""
+        try:
+            yield from self._stream(data)
+        except httpx.TransportError as exc:
+            raise self.session.unreachable(exc) from None
+
+    def _stream(self, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
         with self.session.http.stream("POST", f"/endpoints/{self.endpoint_name}/invocations",
                                       content=orjson.dumps({**data, "stream": True}),
                                       headers={"Content-Type": "application/json", **self._headers}) as response:

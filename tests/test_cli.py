@@ -36,3 +36,10 @@ def test_cli_round_trip(tmp_path: Path) -> None:
         deleted = shoal("delete", "cli", "--endpoint", "--cascade", "--url", url)
         assert deleted.returncode == 0
         assert "clitest" not in shoal("ls", "--url", url).stdout
+
+
+def test_client_commands_say_when_no_server_answers() -> None:
+    result = shoal("ls", "--url", "http://127.0.0.1:9")
+    assert result.returncode == 2
+    assert "cannot reach the shoal server at http://127.0.0.1:9" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import aiohttp
 import orjson
@@ -15,7 +15,7 @@ from shoal.errors import ApiError
 from shoal.gateway import metrics
 from shoal.gateway.eventstream import model_stream_error, payload_part
 from shoal.gateway.upstream import Upstreams
-from shoal.http import json_response
+from shoal.http import Handler, json_response
 
 log = logging.getLogger(__name__)
 COMPONENT_HEADER = "X-Amzn-SageMaker-Inference-Component"
@@ -46,9 +46,6 @@ def model_error(replica_id: str, status: int, body: bytes) -> web.Response:
 def tgi_error(exc: ApiError) -> web.Response:
     headers = {"Retry-After": "1"} if exc.status == 429 else None
     return json_response(exc.body(), exc.status, headers)
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _route(name: str, on_error: Callable[[ApiError], web.Response]) -> Callable[[Handler], Handler]:
