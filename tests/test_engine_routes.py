@@ -160,7 +160,14 @@ def test_openai_chat_and_completions(engine_url: str) -> None:
     chunks = [orjson.loads(line[5:]) for line in lines[:-1]]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == chat["choices"][0]["message"]["content"]
+    with_logprobs = post(engine_url, "/v1/chat/completions", {"messages": messages, "max_tokens": 3,
+                                                              "temperature": 0, "logprobs": True,
+                                                              "top_logprobs": 2}).json()
+    content = with_logprobs["choices"][0]["logprobs"]["content"]
+    assert len(content) == 3 and all(len(c["top_logprobs"]) == 2 for c in content)
+    assert all(c["top_logprobs"][0]["token"] == c["token"] for c in content)  # greedy: the best was chosen
     completion = post(engine_url, "/v1/completions", {"prompt": PROMPT, "max_tokens": 6, "temperature": 0,
-                                                       "echo": True}).json()
+                                                       "echo": True, "logprobs": 2}).json()
+    assert all(len(top) == 2 for top in completion["choices"][0]["logprobs"]["top_logprobs"])
     assert completion["choices"][0]["text"].startswith(PROMPT)
     assert httpx.get(f"{engine_url}/v1/models").json()["data"][0]["id"] == "gemma-3-270m"

@@ -15,7 +15,7 @@ from shoal.errors import validation_error
 from shoal.http import json_response, sse, start_sse
 
 FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}
-Chunk = Callable[[str, list[Token], Finish | None], dict[str, Any]]
+Chunk = Callable[[str, list[TokenEvent], Finish | None], dict[str, Any]]  # text, tokens with logprobs
 
 
 def _parameters(body: ChatCompletionRequest | CompletionRequest, max_new: int | None,
@@ -51,7 +51,7 @@ async def _respond(request: web.Request, engine: Engine, prep: Prepared, stream:
     """Run `prep`; answer one JSON object, or SSE chunks ending in `data: [DONE]`."""
     with engine.admitted():
         response = await start_sse(request) if stream else None
-        tokens: list[Token] = []
+        tokens: list[TokenEvent] = []
         async for event in engine.events(prep, want_logprobs):
             if isinstance(event, ErrorEvent):
                 if response is None:
@@ -60,10 +60,10 @@ async def _respond(request: web.Request, engine: Engine, prep: Prepared, stream:
                 break
             if not isinstance(event, TokenEvent):
                 continue
-            tokens.append(event.token)
+            tokens.append(event)
             if response is not None:
                 piece = "" if event.token.special else event.token.text
-                await response.write(sse({**envelope, **shape(piece, [event.token] if want_logprobs else [],
+                await response.write(sse({**envelope, **shape(piece, [event] if want_logprobs else [],
                                                              event.finish)}))
             if event.finish:
                 if response is None:
@@ -78,11 +78,15 @@ async def _respond(request: web.Request, engine: Engine, prep: Prepared, stream:
         return response
 
 
-def _chat_logprobs(tokens: list[Token]) -> dict[str, Any] | None:
-    if not tokens:
+def _logprob(t: Token) -> dict[str, Any]:
+    return {"token": t.text, "logprob": t.logprob, "bytes": list(t.text.encode())}
+
+
+def _chat_logprobs(events: list[TokenEvent]) -> dict[str, Any] | None:
+    if not events:
         return None
-    return {"content": [{"token": t.text, "logprob": t.logprob, "bytes": list(t.text.encode()),
-                         "top_logprobs": []} for t in tokens]}
+    return {"content": [{**_logprob(e.token), "top_logprobs": [_logprob(t) for t in e.top_tokens]}
+                        for e in events]}
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -91,11 +95,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if not body.messages:
         raise validation_error("`messages` cannot be empty")
     prompt = engine.render_chat([{"role": m.role, "content": m.text()} for m in body.messages])
-    params = _parameters(body, body.max_completion_tokens or body.max_tokens, None)
+    params = _parameters(body, body.max_completion_tokens or body.max_tokens,
+                         body.top_logprobs if body.logprobs else None)
     prep = engine.prepare(prompt, params, stream=body.stream, default_max_new_tokens=None, add_special=False)
     stream = body.stream
 
-    def shape(text: str, tokens: list[Token], finish: Finish | None) -> dict[str, Any]:
+    def shape(text: str, tokens: list[TokenEvent], finish: Finish | None) -> dict[str, Any]:
         reason = FINISH_REASONS[finish.reason] if finish else None
         if stream:
             delta = {"role": "assistant", "content": text}
@@ -115,15 +120,16 @@ async def completions(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE_KEY]
     body = parse_body(await request.read(), CompletionRequest)
     prompt = body.prompt_text()
-    prep = engine.prepare(prompt, _parameters(body, body.max_tokens, None), stream=body.stream,
+    prep = engine.prepare(prompt, _parameters(body, body.max_tokens, body.logprobs or None), stream=body.stream,
                           default_max_new_tokens=None)
     echo = prompt if body.echo else ""
 
-    def shape(text: str, tokens: list[Token], finish: Finish | None) -> dict[str, Any]:
+    def shape(text: str, tokens: list[TokenEvent], finish: Finish | None) -> dict[str, Any]:
         logprobs = None
         if tokens:
-            logprobs = {"tokens": [t.text for t in tokens], "token_logprobs": [t.logprob for t in tokens],
-                        "top_logprobs": None, "text_offset": None}
+            logprobs = {"tokens": [e.token.text for e in tokens], "token_logprobs": [e.token.logprob for e in tokens],
+                        "top_logprobs": [{t.text: t.logprob for t in e.top_tokens} for e in tokens],
+                        "text_offset": None}
         text = (echo + text) if (finish and not body.stream) else text
         return {"choices": [{"index": 0, "text": text, "logprobs": logprobs,
                              "finish_reason": FINISH_REASONS[finish.reason] if finish else None}]}

@@ -1,7 +1,7 @@
 """Next-token choice per request, as TGI's NextTokenChooser: penalties, warpers, greedy or seeded sampling.
 
-Logits arrive as one float32 matrix (a row per sequence). Greedy rows without penalties take a
-vectorised fast path; the rest are processed row by row. The reported logprob is the chosen token's
+Logits arrive as one float32 matrix (a row per sequence); the scheduler takes one argmax over the whole
+matrix for plain greedy rows, and the rest come here row by row. The reported logprob is the chosen token's
 log-probability under the distribution it was drawn from (after penalties and warpers), as in TGI.
 """
 from __future__ import annotations
@@ -78,15 +78,6 @@ class Sampler:
         token = int(np.searchsorted(np.cumsum(probs), self.rng.random() * probs.sum()))  # type: ignore[union-attr]
         token = min(token, len(probs) - 1)
         return Choice(token, float(logprobs[token]), _top(logprobs, p.top_n_tokens))
-
-
-def greedy_rows(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised greedy choice for a matrix of rows: (tokens, their logprobs)."""
-    tokens = np.argmax(logits, axis=1)
-    best = logits[np.arange(len(tokens)), tokens]
-    shifted = logits - best[:, None]
-    np.exp(shifted, out=shifted)
-    return tokens, -np.log(shifted.sum(axis=1))
 
 
 def _log_softmax(scores: np.ndarray) -> np.ndarray:
