@@ -1,7 +1,7 @@
 """Gateway overhead: req/s and added latency through shoal's gateway vs calling the copy directly,
 with Ray Serve's HTTP proxy in front of the same upstream as the peer.
 
-The copy is trivial (a fixed JSON answer, started by shoal's local runtime through `--engine-command`),
+The copy is trivial (a fixed JSON answer, a component with engine `command`, started by shoal's local runtime),
 so the numbers are the proxies' own cost. Load comes from
 k6 (`constant-vus`: each virtual user sends its next request as soon as the last one returns) at 1
 and 32 virtual users. The three targets are measured in rotating order, `--runs` times; medians.
@@ -44,7 +44,7 @@ export default function () { http.post(__ENV.URL, __ENV.BODY, params); }
 # -- the copy: a TGI-shaped server that answers at once ------------------------------------------
 @app.command()
 def upstream(host: str = "127.0.0.1", port: int = 0) -> None:
-    """Started by shoal's local runtime through `--engine-command`, like any engine."""
+    """Started by shoal's local runtime as a `command` engine, like any engine."""
     async def answer(_request: web.Request) -> web.Response:
         return web.Response(body=ANSWER, content_type="application/json")
 
@@ -106,10 +106,12 @@ def main(runs: int = 3, seconds: int = 10, out: Path = Path("docs/results/gatewa
     script.write_text(K6_SCRIPT)
     gateway = subprocess.Popen([sys.executable, "-m", "shoal.cli", "server", "--port", str(gw_port),
                                 "--state-dir", str(tmp / "state"), "--log-level", "warning",
-                                "--engine-command", f"{sys.executable} {Path(__file__).resolve()} upstream"],
+                                "--allow-command-engine"],
                                stdout=(tmp / "gateway.log").open("w"), stderr=subprocess.STDOUT)
     wait_healthy(gw_url, gateway)
-    predictor = Model("trivial", name="trivial", session=Session(gw_url)).deploy(
+    command = f"{sys.executable} {Path(__file__).resolve()} upstream --host {{host}} --port {{port}}"
+    predictor = Model("trivial", name="trivial", session=Session(gw_url), engine="command",
+                      engine_command=command).deploy(
         "bench", resources=ResourceRequirements(requests={"copies": 1, "num_cpus": 2, "memory": 64}))
     up_url = predictor.describe()["copies"][0]["address"]
     targets = {"direct": f"{up_url}/invocations",

@@ -74,19 +74,29 @@ def server(
     default_component: Annotated[Optional[str], typer.Option(help="Component for the TGI routes")] = None,
     max_queue: Annotated[int, typer.Option(help="Requests a component may queue when all copies are busy")] = 256,
     queue_timeout: Annotated[float, typer.Option(help="Seconds a queued request waits before a 429")] = 30.0,
+    first_byte_timeout: Annotated[float, typer.Option(
+        help="Seconds a copy may take to start answering a request before the client gets a timeout error")] = 120.0,
+    probe_interval: Annotated[float, typer.Option(help="Seconds between health probes of a serving copy")] = 2.0,
+    probe_failures: Annotated[int, typer.Option(help="Failed probes in a row that restart a copy")] = 3,
+    crash_limit: Annotated[int, typer.Option(help="Restarts within --crash-window that fail a copy")] = 5,
+    crash_window: Annotated[float, typer.Option(help="Seconds over which restarts are counted")] = 600.0,
+    allow_command_engine: Annotated[bool, typer.Option(
+        help="Let components run any command line as their engine (engine `command`)")] = False,
     runtime: Annotated[str, typer.Option(help="Where copies run: local (processes here) or ray")] = "local",
     ray_address: Annotated[str, typer.Option(help="Ray cluster: auto, local (start one), or host:port")] = "auto",
-    engine_command: Annotated[Optional[str], typer.Option(
-        help="Run this TGI-compatible server per copy instead of `shoal engine` (gets --host, --port)")] = None,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
 ) -> None:
     """Run the shoal server: control API, copies and gateway, on one port."""
     _setup_logging(log_level)
+    from shoal.control.supervisor import SupervisionSettings
     from shoal.gateway.upstream import GatewaySettings
-    from shoal.server import DEFAULT_STATE_DIR, make_runtime, run_server
+    from shoal.server import DEFAULT_STATE_DIR, ServerOptions, make_runtime, run_server
 
-    asyncio.run(run_server(host, port, state_dir or DEFAULT_STATE_DIR, make_runtime(runtime, ray_address, engine_command),
-                           default_component=default_component, gateway=GatewaySettings(max_queue, queue_timeout)))
+    options = ServerOptions(
+        default_component, GatewaySettings(max_queue, queue_timeout, first_byte_timeout),
+        SupervisionSettings(probe_interval_s=probe_interval, probe_failures=probe_failures, crash_limit=crash_limit,
+                            crash_window_s=crash_window), allow_command_engine)
+    asyncio.run(run_server(host, port, state_dir or DEFAULT_STATE_DIR, make_runtime(runtime, ray_address), options))
 
 
 @app.command()
@@ -100,6 +110,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = DEFAULT_PORT,
     routing: Annotated[str, typer.Option(help="Routing strategy")] = "LEAST_OUTSTANDING_REQUESTS",
+    engine: Annotated[str, typer.Option(help="Engine of each copy: shoal, llama-server, vllm, sglang, tgi")] = "shoal",
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
 ) -> None:
     """One command: serve MODEL with N copies behind one endpoint until Ctrl-C (nothing is kept)."""
@@ -121,7 +132,7 @@ def serve(
         try:
             controller.create_endpoint(EndpointSpec(name="default", routing=routing))
             controller.create_component(ComponentSpec(
-                name=name, endpoint="default", model_id=model, env=settings, copies=copies,
+                name=name, endpoint="default", model_id=model, env=settings, copies=copies, engine=engine,
                 compute=ComputeRequirements(num_accelerators=accelerators, num_cpus=per_copy, min_memory_mb=memory)))
         except ApiError as exc:
             err.print(f"[red]error:[/red] {exc.message}")
@@ -178,6 +189,11 @@ def deploy(
     routing: Annotated[str, typer.Option(help="Routing strategy of a new endpoint")] = "LEAST_OUTSTANDING_REQUESTS",
     startup_timeout: Annotated[int, typer.Option(help="ContainerStartupHealthCheckTimeoutInSeconds")] = 600,
     env: Annotated[Optional[list[str]], typer.Option(help="Engine setting KEY=VALUE (TGI names)")] = None,
+    engine: Annotated[str, typer.Option(
+        help="Engine of each copy: shoal (built-in), llama-server, vllm, sglang, tgi, command")] = "shoal",
+    engine_command: Annotated[Optional[str], typer.Option(
+        help="For --engine command: the command line ({host} {port} {model} {threads} {accelerators})")] = None,
+    engine_protocol: Annotated[Optional[str], typer.Option(help="For --engine command: tgi or openai")] = None,
     url: Url = f"http://127.0.0.1:{DEFAULT_PORT}",
 ) -> None:
     """Deploy a model as an inference component and wait until it serves."""
@@ -186,7 +202,8 @@ def deploy(
     limits = {"memory": max_memory} if max_memory else None
     resources = ResourceRequirements({"copies": copies, "num_accelerators": accelerators, "num_cpus": cpus,
                                       "memory": memory}, limits)
-    predictor = Model(model, env=dict(_pairs(env or [])), name=name, session=Session(url)).deploy(
+    predictor = Model(model, env=dict(_pairs(env or [])), name=name, session=Session(url), engine=engine,
+                      engine_command=engine_command, engine_protocol=engine_protocol).deploy(
         endpoint, instance_type, instance_count, resources, startup_timeout, routing)
     _show_component(predictor.describe())
 

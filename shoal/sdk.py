@@ -96,12 +96,17 @@ def component_name_for(model_id: str) -> str:
 
 
 class Model:
+    """A model to deploy; `engine` picks what each copy runs: shoal (built-in), llama-server, vllm, sglang,
+    tgi, or command (with `engine_command`, on a server started with --allow-command-engine)."""
+
     def __init__(self, model_id: str, env: dict[str, str] | None = None, name: str | None = None,
-                 session: Session | None = None) -> None:
+                 session: Session | None = None, engine: str = "shoal", engine_command: str | None = None,
+                 engine_protocol: str | None = None) -> None:
         self.model_id = model_id
         self.env = dict(env or {})
         self.name = name or component_name_for(model_id)
         self.session = session or Session()
+        self.engine = {"Engine": engine, "EngineCommand": engine_command, "EngineProtocol": engine_protocol}
 
     def deploy(self, endpoint_name: str, instance_type: str = "local", initial_instance_count: int = 1,
                resources: ResourceRequirements | None = None, container_startup_health_check_timeout: int = 600,
@@ -121,7 +126,7 @@ class Model:
             "InferenceComponentName": name, "EndpointName": endpoint_name, "ModelId": self.model_id,
             "Environment": self.env, "ComputeResourceRequirements": resources.compute,
             "ContainerStartupHealthCheckTimeoutInSeconds": container_startup_health_check_timeout,
-            "CopyCount": resources.copies})
+            "CopyCount": resources.copies, **{k: v for k, v in self.engine.items() if v is not None}})
         predictor = Predictor(endpoint_name, name, self.session)
         if wait:
             predictor.wait(timeout_s=container_startup_health_check_timeout + 30)

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -13,27 +14,37 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shoal.control.api import ControlApi
 from shoal.control.controller import Controller
 from shoal.control.store import StateStore
+from shoal.control.supervisor import SupervisionSettings
 from shoal.errors import ConfigError
+from shoal.gateway.pool import RoutingTable
 from shoal.gateway.routes import GatewayRoutes
 from shoal.gateway.upstream import GatewaySettings, Upstreams
 from shoal.http import api_errors, serve
-from shoal.runtime.base import Runtime, engine_command
+from shoal.runtime.base import Runtime
 
 log = logging.getLogger(__name__)
 DEFAULT_STATE_DIR = Path.home() / ".shoal"
 
 
-def make_runtime(kind: str = "local", ray_address: str = "auto", command: str | None = None) -> Runtime:
-    """The runtime copies run on; `command` replaces `shoal engine` (see runtime.base.engine_command)."""
+@dataclass
+class ServerOptions:
+    default_component: str | None = None  # for the TGI routes
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    supervision: SupervisionSettings = field(default_factory=SupervisionSettings)
+    allow_command_engine: bool = False  # components may run any command line (engine `command`)
+
+
+def make_runtime(kind: str = "local", ray_address: str = "auto") -> Runtime:
+    """The runtime copies run on: processes on this machine, or Ray actors on a cluster."""
     if kind == "local":
         from shoal.runtime.local import LocalRuntime
-        return LocalRuntime(engine_command(command))
+        return LocalRuntime()
     if kind == "ray":
         try:
             from shoal.runtime.ray_runtime import RayRuntime
         except ImportError:
             raise ConfigError("the ray runtime needs Ray: pip install 'shoal[ray]'") from None
-        return RayRuntime(ray_address, engine_command(command))
+        return RayRuntime(ray_address)
     raise ConfigError(f"unknown runtime '{kind}' (local, ray)")
 
 
@@ -48,7 +59,7 @@ async def _health(_request: web.Request) -> web.StreamResponse:
 def build_app(controller: Controller, upstreams: Upstreams, default_component: str | None = None) -> web.Application:
     app = web.Application(middlewares=[api_errors], client_max_size=16 << 20)
     ControlApi(controller).add_to(app)
-    GatewayRoutes(controller, upstreams, default_component).add_to(app)
+    GatewayRoutes(controller.table, upstreams, default_component).add_to(app)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/health", _health)
     app.router.add_get("/ping", _health)
@@ -56,15 +67,18 @@ def build_app(controller: Controller, upstreams: Upstreams, default_component: s
 
 
 async def run_server(host: str, port: int, state_dir: Path, runtime: Runtime | None = None,
-                     default_component: str | None = None, gateway: GatewaySettings | None = None,
+                     options: ServerOptions | None = None,
                      on_ready: Callable[[Controller], Awaitable[None]] | None = None) -> None:
     """Serve until SIGINT/SIGTERM; then stop every copy. `on_ready` runs once the port is open."""
+    options = options or ServerOptions()
     store = StateStore(state_dir / "state.db")
-    controller = Controller(store, runtime or make_runtime(), state_dir)
-    upstreams = Upstreams(controller, gateway)
+    table = RoutingTable(options.gateway.max_queue, options.gateway.queue_timeout_s)
+    controller = Controller(store, runtime or make_runtime(), state_dir, table, options.supervision,
+                            options.allow_command_engine)
+    upstreams = Upstreams(table, options.gateway)
     await upstreams.start()
     await controller.restore()
-    site = await serve(build_app(controller, upstreams, default_component), host, port)
+    site = await serve(build_app(controller, upstreams, options.default_component), host, port)
     log.info("shoal server on http://%s:%d (state in %s)", host, port, state_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -14,14 +14,13 @@ import ray
 from helpers import server_process
 from ray.cluster_utils import Cluster
 
-from shoal.control.placement import Slot
-from shoal.runtime.base import CopyLaunch, LaunchError
+from shoal.runtime.base import CopyLaunch, LaunchError, LaunchPlan, Slot
 from shoal.sdk import Model, ResourceRequirements, Session, ShoalApiError
 
 pytestmark = pytest.mark.slow
 P4D = {"num_cpus": 96, "num_gpus": 8, "memory": 1152 * (1 << 30), "resources": {"shoal:ml.p4d.24xlarge": 1}}
 SEED = {"copies": 8, "num_accelerators": 1, "num_cpus": 10, "memory": 100 * 1024}
-STAND_IN = f"{sys.executable} {Path(__file__).parent / 'stand_in_engine.py'}"
+STAND_IN = f"{sys.executable} {Path(__file__).parent / 'stand_in_engine.py'} --host {{host}} --port {{port}}"
 BODY = {"inputs": "The capital of France is", "parameters": {"max_new_tokens": 4}}
 
 
@@ -61,10 +60,10 @@ def test_real_engines_on_two_fake_nodes(cluster: Cluster, tmp_path: Path) -> Non
         try:
             view = predictor.describe()
             assert sorted(c["slot"]["instance"] for c in view["copies"]) == [0, 1]
-            texts = {predictor.predict(BODY)[0]["generated_text"] for _ in range(4)}
+            answers = [httpx.post(f"{url}/endpoints/two-nodes/invocations", json=BODY, timeout=60) for _ in range(6)]
+            texts = {r.json()[0]["generated_text"] for r in answers}
             assert len(texts) == 1 and texts.pop()  # greedy: both copies answer the same
-            served = [c for c in session.component("real")["copies"]]
-            assert len(served) == 2
+            assert {r.headers["x-shoal-copy"] for r in answers} == {c["id"] for c in view["copies"]}  # both served
         finally:
             predictor.delete_endpoint(cascade=True)
 
@@ -72,14 +71,14 @@ def test_real_engines_on_two_fake_nodes(cluster: Cluster, tmp_path: Path) -> Non
 @pytest.fixture(scope="module")
 def stand_in_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with server_process(tmp_path_factory.mktemp("ray"), "--runtime", "ray", "--ray-address", cluster.address,
-                        "--engine-command", STAND_IN) as url:
+                        "--allow-command-engine") as url:
         yield url
 
 
 def test_seed_component_fills_a_node_then_spans_two_and_a_25th_copy_does_not_fit(stand_in_server: str) -> None:
     session = Session(stand_in_server)
-    predictor = Model("llama-2-7b.gguf", name="seed", session=session).deploy(
-        "p4d", "ml.p4d.24xlarge", 3, ResourceRequirements(requests=SEED))
+    predictor = Model("llama-2-7b.gguf", name="seed", session=session, engine="command", engine_command=STAND_IN
+                      ).deploy("p4d", "ml.p4d.24xlarge", 3, ResourceRequirements(requests=SEED))
     view = predictor.describe()
     assert [c["slot"]["instance"] for c in view["copies"]] == [0] * 8
     devices = {httpx.get(f"{c['address']}/info").json()["cuda_visible_devices"] for c in view["copies"]}
@@ -129,7 +128,8 @@ def test_no_room_now_is_told_from_can_never_fit(cluster: Cluster, tmp_path: Path
 
     def launch(gpus: int) -> None:
         slot = Slot(0, tuple(range(gpus)), (0,), 1.0, 1024)
-        asyncio.run(runtime.launch(CopyLaunch("probe", "none", {}, slot, tmp_path / "probe.log", "ml.g5.12xlarge")))
+        plan = LaunchPlan(("true",))
+        asyncio.run(runtime.launch(CopyLaunch("probe", plan, slot, tmp_path / "probe.log", "ml.g5.12xlarge")))
 
     try:
         with pytest.raises(LaunchError, match="can never fit") as never:
@@ -143,3 +143,24 @@ def test_no_room_now_is_told_from_can_never_fit(cluster: Cluster, tmp_path: Path
         remove_placement_group(hog)
     finally:
         cluster.remove_node(g5)
+
+
+def test_an_instance_type_no_node_declares_says_which_resource_to_declare(stand_in_server: str) -> None:
+    session = Session(stand_in_server)
+    with pytest.raises(ShoalApiError) as err:
+        Model("x.gguf", name="nowhere", session=session, engine="command", engine_command=STAND_IN).deploy(
+            "g5", "ml.g5.xlarge", 1, ResourceRequirements(requests={"copies": 1, "num_cpus": 1}))
+    assert err.value.status == 400
+    assert "shoal:ml.g5.xlarge" in err.value.message and "ray start" in err.value.message
+
+
+def test_ray_local_trial_as_the_readme_says(tmp_path: Path) -> None:
+    """`shoal server --runtime ray --ray-address local` starts a one-node Ray that is instance type local."""
+    with server_process(tmp_path, "--runtime", "ray", "--ray-address", "local") as url:
+        session = Session(url)
+        predictor = Model("gemma-3-270m", name="trial", session=session).deploy(
+            "trial", resources=ResourceRequirements(requests={"copies": 1, "num_cpus": 1, "memory": 1024}))
+        try:
+            assert predictor.predict(BODY)[0]["generated_text"]
+        finally:
+            predictor.delete_endpoint(cascade=True)

@@ -6,17 +6,15 @@ from collections import Counter
 
 import pytest
 
-from shoal.control.controller import Replica
-from shoal.control.models import RoutingStrategy
-from shoal.control.placement import Slot
 from shoal.errors import ApiError
 from shoal.gateway.admission import Admission
-from shoal.gateway.routing import LeastOutstanding, PowerOfTwo, PrefixAffinity, Random, RoundRobin, make_router
+from shoal.gateway.pool import Backend
+from shoal.gateway.routing import LeastOutstanding, PowerOfTwo, PrefixAffinity, Random, RoundRobin, \
+    RoutingStrategy, make_router
 
 
-def replicas(*loads: int) -> list[Replica]:
-    return [Replica(id=f"c-{i}", component="c", slot=Slot(0, (), (i,), 1.0, 0), in_flight=n)
-            for i, n in enumerate(loads)]
+def replicas(*loads: int) -> list[Backend]:
+    return [Backend(id=f"c-{i}", address=f"http://127.0.0.1:{9000 + i}", in_flight=n) for i, n in enumerate(loads)]
 
 
 def test_least_outstanding_picks_the_least_loaded_and_rotates_ties() -> None:

@@ -67,8 +67,11 @@ def test_registry_fails_fast_without_network(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="does not download weights"):
         resolve("meta-llama/Llama-2-7b-hf")
     (tmp_path / "weights.bin").write_bytes(b"x")
-    with pytest.raises(ModelNotFoundError, match="not a .gguf"):
+    with pytest.raises(ModelNotFoundError, match="not a GGUF file"):
         resolve(str(tmp_path / "weights.bin"))
+    (tmp_path / "fake.gguf").write_bytes(b"PK\x03\x04 a zip, not weights")  # the name is not enough
+    with pytest.raises(ModelNotFoundError, match="not a GGUF file"):
+        resolve(str(tmp_path / "fake.gguf"))
 
 
 def test_gemma_template_renders_turns() -> None:

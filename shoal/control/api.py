@@ -55,7 +55,7 @@ class ControlApi:
         return _json(self.c.list_components(request.query.get("endpoint")))
 
     async def describe_component(self, request: web.Request) -> web.StreamResponse:
-        return _json(self.c.component(request.match_info["name"]).view())
+        return _json(self.c.component_view(request.match_info["name"]))
 
     async def update_component(self, request: web.Request) -> web.StreamResponse:
         update = await _body(request, ComponentUpdate)

@@ -5,8 +5,10 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shoal.control.placement import Slot
 from shoal.control.resources import ComputeRequirements, instance_type
+from shoal.engines import DEFAULT_ENGINE, ENGINES, Deployment, EngineProtocol
+from shoal.gateway.routing import RoutingStrategy
+from shoal.runtime.base import Slot
 
 # SageMaker's EndpointName / InferenceComponentName pattern.
 NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
@@ -26,14 +28,6 @@ class CopyStatus(str, Enum):
     DRAINING = "Draining"
     RESTARTING = "Restarting"
     FAILED = "Failed"
-
-
-class RoutingStrategy(str, Enum):
-    LEAST_OUTSTANDING_REQUESTS = "LEAST_OUTSTANDING_REQUESTS"
-    RANDOM = "RANDOM"
-    ROUND_ROBIN = "ROUND_ROBIN"
-    POWER_OF_TWO = "POWER_OF_TWO"
-    PREFIX_AFFINITY = "PREFIX_AFFINITY"
 
 
 class _Spec(BaseModel):
@@ -62,6 +56,21 @@ class ComponentSpec(_Spec):
                                          alias="ComputeResourceRequirements")
     startup_timeout_s: int = Field(600, ge=1, le=3600, alias="ContainerStartupHealthCheckTimeoutInSeconds")
     copies: int = Field(1, ge=0, le=1024, alias="CopyCount")
+    engine: str = Field(DEFAULT_ENGINE, alias="Engine")
+    engine_command: str | None = Field(None, alias="EngineCommand")  # the `command` engine's command line
+    engine_protocol: EngineProtocol | None = Field(None, alias="EngineProtocol")  # the `command` engine's
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise ValueError(f"unknown engine '{value}'; known: {', '.join(ENGINES)}")
+        return value
+
+    def deployment(self) -> Deployment:
+        """What the engine recipe needs to know of this component."""
+        return Deployment(self.name, self.model_id, self.env, self.compute.num_accelerators, self.engine_command,
+                          self.engine_protocol)
 
 
 class ComponentUpdate(_Spec):

@@ -11,19 +11,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from shoal.control.resources import ComputeRequirements, InstanceType
+from shoal.runtime.base import Slot
+
+__all__ = ["Holder", "PlacementError", "Slot", "max_copies", "place"]
 
 _EPS = 1e-9
-
-
-@dataclass(frozen=True)
-class Slot:
-    """Where one copy runs."""
-
-    instance: int
-    accelerators: tuple[int, ...]
-    cores: tuple[int, ...]
-    cpu_share: float  # of the cores above (fractional copies share one core)
-    memory_mb: int
 
 
 @dataclass

@@ -15,6 +15,7 @@ from shoal.engine.runners.base import ModelRunner
 from shoal.engine.sampling import SamplingParams
 from shoal.engine.scheduler import ErrorEvent, Event, Scheduler, Sequence, TokenEvent
 from shoal.engine.settings import EngineSettings
+from shoal.engine.validation import check_parameters
 from shoal.errors import ApiError, overloaded_error, validation_error
 from shoal.models import chat
 
@@ -56,44 +57,10 @@ class Engine:
                 default_max_new_tokens: int | None = 20, add_special: bool = True) -> Prepared:
         """Check a request as TGI's validation does; `add_special=False` for chat-template output."""
         s = self.settings
+        check_parameters(p, s, stream)
         best_of = p.best_of or 1
-        if p.best_of is not None:
-            if not 0 < best_of <= s.max_best_of:
-                raise validation_error(f"`best_of` must be > 0 and <= {s.max_best_of}. Given: {best_of}")
-            if best_of > 1:
-                if not (p.do_sample or p.temperature or p.top_k or p.top_p or p.typical_p):
-                    raise validation_error("you must use sampling when `best_of` is > 1")
-                if p.seed is not None:
-                    raise validation_error("`seed` must not be set when `best_of` > 1")
-                if stream:
-                    raise validation_error("`best_of` != 1 is not supported when streaming tokens")
-        if p.temperature is not None and p.temperature <= 0:
-            raise validation_error("`temperature` must be strictly positive")
-        if p.repetition_penalty is not None and p.repetition_penalty <= 0:
-            raise validation_error("`repetition_penalty` must be strictly positive")
-        if p.frequency_penalty is not None and not -2.0 <= p.frequency_penalty <= 2.0:
-            raise validation_error("`frequency_penalty` must be >= -2.0 and <= 2.0")
-        if p.top_p is not None and not 0.0 < p.top_p < 1.0:
-            raise validation_error("`top_p` must be > 0.0 and < 1.0")
-        if p.typical_p is not None and not 0.0 < p.typical_p < 1.0:
-            raise validation_error("`typical_p` must be > 0.0 and < 1.0")
-        if p.top_k is not None and p.top_k <= 0:
-            raise validation_error("`top_k` must be strictly positive")
-        if p.max_new_tokens is not None and p.max_new_tokens <= 0:
-            raise validation_error("`max_new_tokens` must be strictly positive")
-        if len(p.stop) > s.max_stop_sequences:
-            raise validation_error(
-                f"`stop` supports up to {s.max_stop_sequences} stop sequences. Given: {len(p.stop)}")
-        top_n = p.top_n_tokens or 0
-        if not 0 <= top_n <= s.max_top_n_tokens:
-            raise validation_error(f"`top_n_tokens` must be >= 0 and <= {s.max_top_n_tokens}. Given: {top_n}")
-        if p.decoder_input_details and stream:
-            raise validation_error("`decoder_input_details` == true is not supported when streaming tokens")
         if not inputs:
             raise validation_error("`inputs` cannot be empty")
-        if p.truncate is not None and not 0 < p.truncate < s.max_input_length:
-            raise validation_error(f"`truncate` must be strictly positive and less than "
-                                   f"{s.max_input_length}. Given: {p.truncate}")
         prompt = self.runner.tokenize(inputs, add_special)
         if p.truncate is not None and len(prompt) > p.truncate:
             prompt = prompt[-p.truncate:]
@@ -108,7 +75,7 @@ class Engine:
         sampling = SamplingParams(do_sample=p.do_sample, temperature=p.temperature, top_k=p.top_k,
                                   top_p=p.top_p, typical_p=p.typical_p,
                                   repetition_penalty=p.repetition_penalty,
-                                  frequency_penalty=p.frequency_penalty, top_n_tokens=top_n)
+                                  frequency_penalty=p.frequency_penalty, top_n_tokens=p.top_n_tokens or 0)
         if sampling.do_sample:
             sampling.seed = p.seed if p.seed is not None else random.getrandbits(63)
         return Prepared(inputs, prompt, max_new, sampling, tuple(p.stop), p.details,

@@ -11,6 +11,7 @@ from shoal.engine.engine import Engine
 from shoal.engine.runners.llamacpp import LlamaCppRunner
 from shoal.engine.server import build_app
 from shoal.engine.settings import EngineSettings
+from shoal.hardware import describe_cpu, use_extra_buffers
 from shoal.http import serve
 from shoal.models.registry import canonical_name, resolve
 
@@ -18,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def load_runner(settings: EngineSettings) -> LlamaCppRunner:
+    """Load the model, then decode once: a model that cannot run here fails before /health says 200."""
     path = resolve(settings.model_id)
+    extra_buffers = use_extra_buffers(settings.extra_buffers)
     with Progress(TextColumn("loading {task.description}"), BarColumn(), TimeElapsedColumn(),
                   transient=True) as progress:
         task = progress.add_task(path.name, total=1.0)
@@ -28,9 +31,12 @@ def load_runner(settings: EngineSettings) -> LlamaCppRunner:
             n_batch=settings.max_batch_prefill_tokens + settings.max_sequences,
             n_seq_max=settings.max_sequences, n_threads=settings.threads,
             n_gpu_layers=-1 if settings.num_gpus else 0, flash_attention=settings.flash_attention,
-            on_progress=lambda p: progress.update(task, completed=p))
-    log.info("loaded %s (%s, %s) with %d threads", runner.info.model_id, runner.info.description,
-             runner.info.device, settings.threads)
+            extra_buffers=extra_buffers, on_progress=lambda p: progress.update(task, completed=p))
+    log.info("loaded %s (%s, %s) with %d threads on %s; extra CPU weight buffers %s", runner.info.model_id,
+             runner.info.description, runner.info.device, settings.threads, describe_cpu(),
+             "on" if extra_buffers else "off")
+    runner.warm_up()
+    log.info("warm-up decode done")
     return runner
 
 

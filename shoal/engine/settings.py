@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, Field, model_validator
 
 from shoal.errors import ConfigError
+from shoal.hardware import ExtraBuffers
 
 # TGI env name -> field name. MAX_INPUT_TOKENS is TGI's newer alias of MAX_INPUT_LENGTH.
 ENV_NAMES: dict[str, str] = {
@@ -30,6 +31,7 @@ ENV_NAMES: dict[str, str] = {
     "CHAT_TEMPLATE": "chat_template",
     "SHOAL_NUM_THREADS": "num_threads",
     "SHOAL_FLASH_ATTENTION": "flash_attention",
+    "SHOAL_CPU_EXTRA_BUFFERS": "extra_buffers",
 }
 # Never logged, never returned by /info.
 SECRET_ENV_NAMES = frozenset({"HUGGING_FACE_HUB_TOKEN", "HF_TOKEN", "HF_API_TOKEN"})
@@ -56,6 +58,7 @@ class EngineSettings(BaseModel):
     chat_template: str | None = None
     num_threads: int | None = Field(None, gt=0)  # default: the CPUs this process may run on
     flash_attention: bool = True  # llama.cpp's flash attention: faster at 16+ streams on this CPU
+    extra_buffers: ExtraBuffers = ExtraBuffers.AUTO  # llama.cpp's AMX / repacked weights (shoal.hardware)
 
     @model_validator(mode="after")
     def _tgi_startup_checks(self) -> EngineSettings:

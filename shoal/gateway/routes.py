@@ -1,32 +1,43 @@
-"""The gateway's routes: SageMaker runtime, OpenAI and TGI, in front of the copies."""
+"""The gateway's front doors: SageMaker runtime, OpenAI and TGI, in front of every copy.
+
+Engines that speak TGI get TGI and SageMaker requests as they are; engines that speak OpenAI get them
+translated (shoal.gateway.translate). OpenAI requests pass through to every engine. Each front door
+answers errors in its own clients' shape.
+"""
 from __future__ import annotations
 
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from shoal.control.controller import Component, Controller
+from shoal.engines.base import EngineProtocol
 from shoal.errors import ApiError
 from shoal.gateway import metrics
 from shoal.gateway.eventstream import model_stream_error, payload_part
-from shoal.gateway.upstream import Upstreams
-from shoal.http import Handler, json_response
+from shoal.gateway.pool import Pool, RoutingTable
+from shoal.gateway.translate import TgiCall, engine_error
+from shoal.gateway.upstream import Answer, Upstreams
+from shoal.http import Handler, json_response, sse
 
 log = logging.getLogger(__name__)
 COMPONENT_HEADER = "X-Amzn-SageMaker-Inference-Component"
 COPY_HEADER = "x-shoal-copy"  # which copy served the request
+ACCOUNT = "000000000000"
 _SAGEMAKER_ERRORS = {400: "ValidationError", 404: "ValidationError", 409: "ValidationError",
                      424: "ModelError", 429: "ThrottlingException", 503: "ServiceUnavailable"}
+_OPENAI_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 422: "invalid_request_error",
+                 429: "rate_limit_exceeded", 503: "service_unavailable", 504: "timeout"}
 _PASSED_HEADERS = ("Content-Type", "x-prompt-tokens", "x-generated-tokens", "x-queue-time", "x-inference-time",
                    "x-total-time")
+JSON = "application/json"
 
 
-# -- errors ---------------------------------------------------------------------------------
+# -- errors, one shape per front door ------------------------------------------------------------
 def sagemaker_error(status: int, message: str, extra: dict | None = None) -> web.Response:
     kind = _SAGEMAKER_ERRORS.get(status, "InternalFailure")
     headers = {"x-amzn-ErrorType": f"{kind}:http://internal.amazon.com/coral/com.amazonaws.sagemaker.runtime/"}
@@ -35,17 +46,33 @@ def sagemaker_error(status: int, message: str, extra: dict | None = None) -> web
     return json_response({"message": message, **(extra or {})}, status, headers)
 
 
-def model_error(replica_id: str, status: int, body: bytes) -> web.Response:
+def model_error(copy_id: str, status: int, body: bytes) -> web.Response:
     """An engine error, as SageMaker reports it: 424 ModelError with the original status and message."""
     original = body.decode("utf-8", "replace")
-    message = f"Received client error ({status}) from {replica_id} with message \"{original}\". "
+    kind = "client" if status < 500 else "server"
+    message = f"Received {kind} error ({status}) from {copy_id} with message \"{original}\". "
     return sagemaker_error(424, message, {"OriginalStatusCode": status, "OriginalMessage": original,
-                                          "ErrorCode": "CLIENT_ERROR_FROM_MODEL"})
+                                          "ErrorCode": f"{kind.upper()}_ERROR_FROM_MODEL"})
+
+
+def _sagemaker_on_error(exc: ApiError) -> web.Response:
+    if exc.error_type == "timeout":  # as SageMaker words a container that does not answer in time
+        copy_id = getattr(exc, "copy_id", "primary")
+        return model_error(copy_id, 0, f"Your invocation timed out while waiting for a response from container "
+                                       f"{copy_id}: {exc.message}".encode())
+    return sagemaker_error(exc.status, exc.message)
 
 
 def tgi_error(exc: ApiError) -> web.Response:
     headers = {"Retry-After": "1"} if exc.status == 429 else None
     return json_response(exc.body(), exc.status, headers)
+
+
+def openai_error(exc: ApiError) -> web.Response:
+    headers = {"Retry-After": "1"} if exc.status == 429 else None
+    kind = _OPENAI_TYPES.get(exc.status, "api_error")
+    return json_response({"error": {"message": exc.message, "type": kind, "param": None, "code": exc.error_type}},
+                         exc.status, headers)
 
 
 def _route(name: str, on_error: Callable[[ApiError], web.Response]) -> Callable[[Handler], Handler]:
@@ -80,20 +107,16 @@ async def _stamp_request_id(request: web.Request, response: web.StreamResponse) 
         response.headers["x-amzn-RequestId"] = rid
 
 
-def _sagemaker_on_error(exc: ApiError) -> web.Response:
-    return sagemaker_error(exc.status, exc.message)
-
-
-# -- choosing the component -----------------------------------------------------------------
-def sagemaker_component(controller: Controller, endpoint: str, header: str | None) -> Component:
-    if endpoint not in controller.endpoints:
-        raise ApiError(400, f"Endpoint {endpoint} of account 000000000000 not found.", "validation")
-    members = controller.members(endpoint)
+# -- choosing the component ---------------------------------------------------------------------
+def sagemaker_pool(table: RoutingTable, endpoint: str, header: str | None) -> Pool:
+    if endpoint not in table.endpoints:
+        raise ApiError(400, f"Endpoint {endpoint} of account {ACCOUNT} not found.", "validation")
     if header:
-        comp = controller.components.get(header)
-        if comp is None or comp.spec.endpoint != endpoint:
+        pool = table.pools.get(header)
+        if pool is None or pool.config.endpoint != endpoint:
             raise ApiError(400, f"Inference Component {header} not found for endpoint {endpoint}.", "validation")
-        return comp
+        return pool
+    members = table.members(endpoint)
     if len(members) == 1:
         return members[0]
     raise ApiError(400, "Inference Component Name header is required for endpoints to which you plan to deploy "
@@ -101,14 +124,14 @@ def sagemaker_component(controller: Controller, endpoint: str, header: str | Non
                         "SageMaker models.", "validation")
 
 
-def named_component(controller: Controller, name: str | None) -> Component:
+def named_pool(table: RoutingTable, name: str | None) -> Pool:
     """OpenAI's `model`: a component name; with one component, any name reaches it."""
-    if name in controller.components:
-        return controller.components[name]  # type: ignore[index]
-    if len(controller.components) == 1:
-        return next(iter(controller.components.values()))
-    known = ", ".join(controller.components) or "none deployed"
-    raise ApiError(404, f"model '{name}' not found; inference components: {known}", "not_found")
+    if name in table.pools:
+        return table.pools[name]  # type: ignore[index]
+    if len(table.pools) == 1:
+        return next(iter(table.pools.values()))
+    known = ", ".join(table.pools) or "none deployed"
+    raise ApiError(404, f"model '{name}' not found; inference components: {known}", "model_not_found")
 
 
 def _prefix_key(body: bytes) -> bytes | None:
@@ -125,118 +148,170 @@ def _prefix_key(body: bytes) -> bytes | None:
     return (text if isinstance(text, str) else orjson.dumps(text).decode())[:256].encode()
 
 
-# -- relaying ---------------------------------------------------------------------------------
-async def _relay(request: web.Request, response: aiohttp.ClientResponse, component: str,
-                 copy_id: str) -> web.StreamResponse:
+# -- relaying -----------------------------------------------------------------------------------------
+async def _relay(request: web.Request, answer: Answer, pool: Pool) -> web.StreamResponse:
     """The copy's answer, unchanged: streamed through as it arrives, or whole."""
-    headers = {h: response.headers[h] for h in _PASSED_HEADERS if h in response.headers}
-    headers[COPY_HEADER] = copy_id
-    if not response.headers.get("Content-Type", "").startswith("text/event-stream"):
-        return web.Response(status=response.status, body=await response.read(), headers=headers)
-    out = web.StreamResponse(status=response.status, headers={**headers, "Cache-Control": "no-cache"})
+    headers = {h: answer.response.headers[h] for h in _PASSED_HEADERS if h in answer.response.headers}
+    headers[COPY_HEADER] = answer.backend.id
+    if not answer.streaming:
+        return web.Response(status=answer.status, body=await answer.read(), headers=headers)
+    return await _stream_out(request, answer.chunks(), pool, web.StreamResponse(
+        status=answer.status, headers={**headers, "Cache-Control": "no-cache"}))
+
+
+async def _stream_out(request: web.Request, chunks: AsyncIterator[bytes], pool: Pool, out: web.StreamResponse,
+                      frame: Callable[[bytes], bytes] = lambda chunk: chunk) -> web.StreamResponse:
+    """Write `chunks` to the client as they come; a copy that dies mid-stream ends it with an error event."""
     await out.prepare(request)
-    await _pump(request, response, out, component, lambda chunk: chunk)
+    started, first = time.perf_counter(), True
+    try:
+        async for chunk in chunks:
+            if first:
+                metrics.TTFB.labels(pool.name).observe(time.perf_counter() - started)
+                first = False
+            await out.write(frame(chunk))
+    except aiohttp.ClientPayloadError as exc:
+        log.warning("request %s: copy ended the stream early: %s", request.get("rid"), exc)
+        message = "the copy serving this stream stopped"
+        await out.write(model_stream_error(message) if frame is payload_part
+                        else sse({"error": message, "error_type": "generation"}))
+    await out.write_eof()
     return out
 
 
-async def _pump(request: web.Request, response: aiohttp.ClientResponse, out: web.StreamResponse,
-                component: str, frame: Callable[[bytes], bytes]) -> None:
-    started, first = time.perf_counter(), True
-    try:
-        async for chunk in response.content.iter_any():
-            if first:
-                metrics.TTFB.labels(component).observe(time.perf_counter() - started)
-                first = False
-            await out.write(frame(chunk))
-    except aiohttp.ClientPayloadError as exc:  # the copy died mid-stream: say so, then end
-        log.warning("request %s: copy ended the stream early: %s", request.get("rid"), exc)
-        error = orjson.dumps({"error": "the copy serving this stream stopped", "error_type": "generation"})
-        await out.write(model_stream_error("the copy serving this stream stopped") if frame is payload_part
-                        else b"data:" + error + b"\n\n")
-    await out.write_eof()
+def _sse_response(pool: Pool, copy_id: str, extra: dict[str, str] | None = None) -> web.StreamResponse:
+    return web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       COPY_HEADER: copy_id, **(extra or {})})
 
 
 class GatewayRoutes:
-    def __init__(self, controller: Controller, upstreams: Upstreams, default_component: str | None = None) -> None:
-        self.controller = controller
+    def __init__(self, table: RoutingTable, upstreams: Upstreams, default_component: str | None = None) -> None:
+        self.table = table
         self.upstreams = upstreams
         self.default_component = default_component
 
-    def _key(self, comp: Component, body: bytes) -> bytes | None:
-        return _prefix_key(body) if self.upstreams.wants_key(comp) else None
+    def _key(self, pool: Pool, body: bytes) -> bytes | None:
+        return _prefix_key(body) if pool.router.needs_key else None
 
-    async def _forward(self, request: web.Request, comp: Component, path: str, body: bytes) -> web.StreamResponse:
-        request["component"] = comp.spec.name
-        async with self.upstreams.send(comp, path, body, request.content_type or "application/json",
-                                       self._key(comp, body)) as (replica, response):
-            return await _relay(request, response, comp.spec.name, replica.id)
-
-    # SageMaker runtime
-    def _sagemaker_component(self, request: web.Request) -> Component:
-        comp = sagemaker_component(self.controller, request.match_info["endpoint"],
-                                   request.headers.get(COMPONENT_HEADER))
-        request["component"] = comp.spec.name
-        return comp
+    # -- SageMaker runtime ---------------------------------------------------------------------
+    def _sagemaker_pool(self, request: web.Request) -> Pool:
+        pool = sagemaker_pool(self.table, request.match_info["endpoint"], request.headers.get(COMPONENT_HEADER))
+        request["component"] = pool.name
+        return pool
 
     async def invocations(self, request: web.Request) -> web.StreamResponse:
-        comp = self._sagemaker_component(request)
+        pool = self._sagemaker_pool(request)
         body = await request.read()
-        async with self.upstreams.send(comp, "/invocations", body, request.content_type or "application/json",
-                                       self._key(comp, body)) as (replica, response):
-            if response.status >= 400:
-                return model_error(replica.id, response.status, await response.read())
-            if response.content_type == "text/event-stream":  # a body with "stream": true
-                return await _relay(request, response, comp.spec.name, replica.id)
-            data = await response.read()
-            return web.Response(body=data, content_type=response.content_type,
-                                headers={"X-Amzn-Invoked-Production-Variant": comp.spec.name,
-                                         COPY_HEADER: replica.id})
+        variant = {"X-Amzn-Invoked-Production-Variant": pool.name}
+        if pool.config.protocol is EngineProtocol.OPENAI:
+            return await self._translated_sagemaker(request, pool, body, None, variant)
+        async with self.upstreams.send(pool, "/invocations", body, request.content_type or JSON,
+                                       self._key(pool, body)) as answer:
+            if answer.status >= 400:
+                return model_error(answer.backend.id, answer.status, await answer.read())
+            if answer.streaming:  # a body with "stream": true
+                return await _relay(request, answer, pool)
+            return web.Response(body=await answer.read(), content_type=answer.content_type,
+                                headers={**variant, COPY_HEADER: answer.backend.id})
 
     async def invocations_stream(self, request: web.Request) -> web.StreamResponse:
-        comp = self._sagemaker_component(request)
-        body = _with_stream_flag(await request.read())
-        async with self.upstreams.send(comp, "/invocations", body, "application/json",
-                                       self._key(comp, body)) as (replica, response):
-            if response.status >= 400:
-                return model_error(replica.id, response.status, await response.read())
-            out = web.StreamResponse(headers={"Content-Type": "application/vnd.amazon.eventstream",
-                                              "X-Amzn-SageMaker-Content-Type": response.content_type,
-                                              "X-Amzn-Invoked-Production-Variant": comp.spec.name,
-                                              COPY_HEADER: replica.id})
-            await out.prepare(request)
-            await _pump(request, response, out, comp.spec.name, payload_part)
-            return out
+        pool = self._sagemaker_pool(request)
+        body = await request.read()
+        headers = {"Content-Type": "application/vnd.amazon.eventstream",
+                   "X-Amzn-SageMaker-Content-Type": "text/event-stream",
+                   "X-Amzn-Invoked-Production-Variant": pool.name}
+        if pool.config.protocol is EngineProtocol.OPENAI:
+            return await self._translated_sagemaker(request, pool, body, headers)
+        body = _with_stream_flag(body)
+        async with self.upstreams.send(pool, "/invocations", body, JSON, self._key(pool, body)) as answer:
+            if answer.status >= 400:
+                return model_error(answer.backend.id, answer.status, await answer.read())
+            out = web.StreamResponse(headers={**headers, COPY_HEADER: answer.backend.id})
+            return await _stream_out(request, answer.chunks(), pool, out, payload_part)
 
-    # OpenAI
+    async def _translated_sagemaker(self, request: web.Request, pool: Pool, body: bytes,
+                                    eventstream: dict[str, str] | None,
+                                    variant: dict[str, str] | None = None) -> web.StreamResponse:
+        """SageMaker's TGI request for an OpenAI engine; `eventstream`: answer as a response stream."""
+        try:
+            call = TgiCall(body, pool.config, stream=True if eventstream else None)
+        except ApiError as exc:  # the container would have refused it: SageMaker says ModelError
+            return model_error(pool.name, exc.status, orjson.dumps(exc.body()))
+        async with self.upstreams.send(pool, call.path, call.payload(), JSON, self._key(pool, body)) as answer:
+            if answer.status >= 400:
+                return model_error(answer.backend.id, answer.status, await answer.read())
+            if eventstream:
+                out = web.StreamResponse(headers={**eventstream, COPY_HEADER: answer.backend.id})
+                return await _stream_out(request, call.events(answer.chunks()), pool, out, payload_part)
+            if call.stream:
+                out = _sse_response(pool, answer.backend.id, variant)
+                return await _stream_out(request, call.events(answer.chunks()), pool, out)
+            try:
+                result = call.answer(await answer.read())
+            except ApiError as exc:
+                return model_error(answer.backend.id, exc.status, orjson.dumps(exc.body()))
+            return json_response([result], headers={**(variant or {}), COPY_HEADER: answer.backend.id})
+
+    # -- OpenAI -----------------------------------------------------------------------------------
     async def openai(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         try:
             model = orjson.loads(body).get("model")
         except (orjson.JSONDecodeError, AttributeError):
             raise ApiError(422, "the request body is not a JSON object", "validation") from None
-        return await self._forward(request, named_component(self.controller, model), request.path, body)
+        pool = named_pool(self.table, model)
+        request["component"] = pool.name
+        async with self.upstreams.send(pool, request.path, body, request.content_type or JSON,
+                                       self._key(pool, body)) as answer:
+            return await _relay(request, answer, pool)
 
     async def models(self, _request: web.Request) -> web.StreamResponse:
         return json_response({"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "shoal", "root": c.spec.model_id}
-            for name, c in self.controller.components.items()]})
+            {"id": name, "object": "model", "created": 0, "owned_by": "shoal", "root": p.config.model_id}
+            for name, p in self.table.pools.items()]})
 
-    # TGI, on the default component
+    # -- TGI, on the default component --------------------------------------------------------------
     async def tgi(self, request: web.Request) -> web.StreamResponse:
-        return await self._forward(request, self._default(), request.path, await request.read())
+        pool = self._default()
+        request["component"] = pool.name
+        body = await request.read()
+        if pool.config.protocol is EngineProtocol.OPENAI:
+            return await self._translated_tgi(request, pool, body)
+        async with self.upstreams.send(pool, request.path, body, request.content_type or JSON,
+                                       self._key(pool, body)) as answer:
+            return await _relay(request, answer, pool)
 
-    def _default(self) -> Component:
+    async def _translated_tgi(self, request: web.Request, pool: Pool, body: bytes) -> web.StreamResponse:
+        path = request.path
+        if path == "/tokenize":
+            raise ApiError(422, f"/tokenize is not supported by this inference component's engine "
+                                f"({pool.config.engine})", "validation")
+        call = TgiCall(body, pool.config, stream={"/generate": False, "/generate_stream": True}.get(path))
+        async with self.upstreams.send(pool, call.path, call.payload(), JSON, self._key(pool, body)) as answer:
+            if answer.status >= 400:
+                raise engine_error(answer.status, await answer.read())
+            if call.stream:
+                return await _stream_out(request, call.events(answer.chunks()), pool,
+                                         _sse_response(pool, answer.backend.id))
+            result = call.answer(await answer.read())
+            return json_response(result if path == "/generate" else [result],
+                                 headers={COPY_HEADER: answer.backend.id})
+
+    def _default(self) -> Pool:
         if self.default_component:
-            return self.controller.component(self.default_component)
-        if len(self.controller.components) == 1:
-            return next(iter(self.controller.components.values()))
+            if self.default_component not in self.table.pools:
+                raise ApiError(404, f"Could not find inference component \"{self.default_component}\".",
+                               "not_found")
+            return self.table.pools[self.default_component]
+        if len(self.table.pools) == 1:
+            return next(iter(self.table.pools.values()))
         raise ApiError(400, "the TGI routes need one default inference component: deploy one, start the server "
                             "with --default-component, or use /endpoints/{name}/invocations", "validation")
 
     def add_to(self, app: web.Application) -> None:
         app.on_response_prepare.append(_stamp_request_id)
         sagemaker = _route("sagemaker", _sagemaker_on_error)
-        openai = _route("openai", tgi_error)
+        openai = _route("openai", openai_error)
         tgi = _route("tgi", tgi_error)
         app.router.add_post("/endpoints/{endpoint}/invocations", sagemaker(self.invocations))
         app.router.add_post("/endpoints/{endpoint}/invocations-response-stream", sagemaker(self.invocations_stream))

@@ -5,16 +5,35 @@ import hashlib
 import itertools
 import random
 from collections.abc import Sequence
-from typing import Protocol
+from enum import Enum
+from typing import Protocol, TypeVar
 
-from shoal.control.controller import Replica
-from shoal.control.models import RoutingStrategy
+
+class RoutingStrategy(str, Enum):
+    LEAST_OUTSTANDING_REQUESTS = "LEAST_OUTSTANDING_REQUESTS"
+    RANDOM = "RANDOM"
+    ROUND_ROBIN = "ROUND_ROBIN"
+    POWER_OF_TWO = "POWER_OF_TWO"
+    PREFIX_AFFINITY = "PREFIX_AFFINITY"
+
+
+class Candidate(Protocol):
+    """What a strategy may read of a copy."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+
+C = TypeVar("C", bound=Candidate)
 
 
 class Router(Protocol):
     needs_key: bool  # whether choose() wants the request's prompt prefix
 
-    def choose(self, replicas: Sequence[Replica], key: bytes | None = None) -> Replica: ...
+    def choose(self, replicas: Sequence[C], key: bytes | None = None) -> C: ...
 
 
 class LeastOutstanding:
@@ -25,7 +44,7 @@ class LeastOutstanding:
     def __init__(self) -> None:
         self._turn = itertools.count()
 
-    def choose(self, replicas: Sequence[Replica], key: bytes | None = None) -> Replica:
+    def choose(self, replicas: Sequence[C], key: bytes | None = None) -> C:
         start = next(self._turn) % len(replicas)
         best = replicas[start]
         for i in range(1, len(replicas)):
@@ -38,7 +57,7 @@ class LeastOutstanding:
 class Random:
     needs_key = False
 
-    def choose(self, replicas: Sequence[Replica], key: bytes | None = None) -> Replica:
+    def choose(self, replicas: Sequence[C], key: bytes | None = None) -> C:
         return random.choice(replicas)
 
 
@@ -48,7 +67,7 @@ class RoundRobin:
     def __init__(self) -> None:
         self._turn = itertools.count()
 
-    def choose(self, replicas: Sequence[Replica], key: bytes | None = None) -> Replica:
+    def choose(self, replicas: Sequence[C], key: bytes | None = None) -> C:
         return replicas[next(self._turn) % len(replicas)]
 
 
@@ -57,7 +76,7 @@ class PowerOfTwo:
 
     needs_key = False
 
-    def choose(self, replicas: Sequence[Replica], key: bytes | None = None) -> Replica:
+    def choose(self, replicas: Sequence[C], key: bytes | None = None) -> C:
         if len(replicas) == 1:
             return replicas[0]
         a, b = random.sample(list(replicas), 2)
@@ -74,7 +93,7 @@ class PrefixAffinity:
         self.bound = bound
         self._fallback = LeastOutstanding()
 
-    def choose(self, replicas: Sequence[Replica], key: bytes | None = None) -> Replica:
+    def choose(self, replicas: Sequence[C], key: bytes | None = None) -> C:
         if not key:
             return self._fallback.choose(replicas)
         home = max(replicas, key=lambda r: hashlib.blake2b(key + r.id.encode(), digest_size=8).digest())

@@ -1,4 +1,5 @@
-"""Sending one request to one copy of a component: admission, routing, retry, in-flight accounting."""
+"""Sending one request to one copy of a component, in layers: admission → choosing a copy (and another
+if it fails before answering) → one HTTP exchange bounded by the first-byte timeout."""
 from __future__ import annotations
 
 import asyncio
@@ -11,37 +12,68 @@ from dataclasses import dataclass
 import aiohttp
 from prometheus_client import REGISTRY
 
-from shoal.control.controller import Component, Controller, Replica
 from shoal.errors import ApiError
 from shoal.gateway import metrics
-from shoal.gateway.admission import Admission
 from shoal.gateway.metrics import register_live_gauges
-from shoal.gateway.routing import Router, make_router
+from shoal.gateway.pool import Backend, Pool, RoutingTable
 
 log = logging.getLogger(__name__)
 UNREACHABLE_S = 2.0  # a copy that refused a connection gets no requests for this long (or until restarted)
-DEFAULT_COPY_CONCURRENCY = 128  # the engine's MAX_CONCURRENT_REQUESTS default
+SSE = "text/event-stream"
 
 
 @dataclass
 class GatewaySettings:
     max_queue: int = 256
     queue_timeout_s: float = 30.0
+    first_byte_timeout_s: float = 120.0  # a copy must start answering within this, or the client hears why
+
+
+class FirstByteTimeout(ApiError):
+    """A copy took the request and said nothing for too long."""
+
+    def __init__(self, copy_id: str, seconds: float) -> None:
+        super().__init__(504, f"copy {copy_id} sent no answer within the first-byte timeout of {seconds:g}s",
+                         "timeout")
+        self.copy_id = copy_id
 
 
 @dataclass(eq=False)
-class _ComponentGate:
-    router: Router
-    admission: Admission
+class Answer:
+    """A copy's answer: status and headers, and its body, the first chunk of a stream already read."""
+
+    backend: Backend
+    response: aiohttp.ClientResponse
+    first: bytes = b""
+
+    @property
+    def status(self) -> int:
+        return self.response.status
+
+    @property
+    def content_type(self) -> str:
+        return self.response.content_type
+
+    @property
+    def streaming(self) -> bool:
+        return self.content_type == SSE
+
+    async def read(self) -> bytes:
+        return self.first + await self.response.read()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self.first:
+            yield self.first
+        async for chunk in self.response.content.iter_any():
+            yield chunk
 
 
 class Upstreams:
-    """The gateway's side of every component: one router and one admission queue each."""
+    """The gateway's side of every component: pooled keep-alive connections to the copies."""
 
-    def __init__(self, controller: Controller, settings: GatewaySettings | None = None) -> None:
-        self.controller = controller
+    def __init__(self, table: RoutingTable, settings: GatewaySettings | None = None) -> None:
+        self.table = table
         self.settings = settings or GatewaySettings()
-        self._gates: dict[str, _ComponentGate] = {}
         self._session: aiohttp.ClientSession | None = None
         self._collector = register_live_gauges(self._live)
 
@@ -55,74 +87,84 @@ class Upstreams:
         if self._session:
             await self._session.close()
 
-    def _gate(self, comp: Component) -> _ComponentGate:
-        gate = self._gates.get(comp.spec.name)
-        if gate is None:
-            strategy = self.controller.endpoints[comp.spec.endpoint].routing
-            limit = int(comp.spec.env.get("MAX_CONCURRENT_REQUESTS", DEFAULT_COPY_CONCURRENCY))
-            gate = self._gates[comp.spec.name] = _ComponentGate(
-                make_router(strategy), Admission(limit, self.settings.max_queue, self.settings.queue_timeout_s))
-        return gate
-
-    def wants_key(self, comp: Component) -> bool:
-        return self._gate(comp).router.needs_key
+    @asynccontextmanager
+    async def send(self, pool: Pool, path: str, body: bytes, content_type: str = "application/json",
+                   key: bytes | None = None) -> AsyncIterator[Answer]:
+        """POST `body` to `path` on one live copy of `pool`; yields its answer. A copy that fails before
+        answering is left out and the request goes to another; once a copy answers, that is the answer."""
+        async with self._admitted(pool):
+            answer = await self._first_answer(pool, path, body, content_type, key)
+            try:
+                yield answer
+            finally:
+                answer.response.release()
+                answer.backend.end()
 
     @asynccontextmanager
-    async def send(self, comp: Component, path: str, body: bytes, content_type: str,
-                   key: bytes | None = None) -> AsyncIterator[tuple[Replica, aiohttp.ClientResponse]]:
-        """POST `body` to `path` on one live copy. A copy that fails before answering is left out and
-        the request goes to another; once a copy answers, what it says is the answer."""
-        gate = self._gate(comp)
-        copies = len(comp.serving())
+    async def _admitted(self, pool: Pool) -> AsyncIterator[None]:
+        copies = len(pool.serving())
         if not copies:
-            raise ApiError(503, f"inference component \"{comp.spec.name}\" has no copy in service "
-                                f"(status {comp.status.value})", "unavailable")
-        gate.admission.wake(copies)  # copies that came into service take queued requests first
+            raise ApiError(503, f"inference component \"{pool.name}\" has no copy in service "
+                                f"(status {pool.status()})", "unavailable")
+        pool.admission.wake(copies)  # copies that came into service take queued requests first
         try:
-            await gate.admission.acquire(copies)
+            await pool.admission.acquire(copies)
         except ApiError:
-            metrics.REJECTED.labels(comp.spec.name).inc()
+            metrics.REJECTED.labels(pool.name).inc()
             raise
         try:
-            tried: set[str] = set()
-            while candidates := [r for r in comp.serving() if r.id not in tried]:
-                replica = gate.router.choose(candidates, key)
-                replica.in_flight += 1
-                replica.idle.clear()
-                try:
-                    response = await self._post(replica, path, body, content_type)
-                except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
-                    _finished(replica)
-                    tried.add(replica.id)
-                    replica.unreachable_until = time.monotonic() + UNREACHABLE_S
-                    metrics.RETRIES.labels(comp.spec.name).inc()
-                    log.warning("copy %s failed before answering (%s); retrying elsewhere", replica.id, exc)
-                    continue
-                metrics.SERVED.labels(comp.spec.name, replica.id).inc()
-                try:
-                    yield replica, response
-                finally:
-                    response.release()
-                    _finished(replica)
-                return
-            raise ApiError(503, f"no copy of \"{comp.spec.name}\" could take the request "
-                                f"({len(tried)} failed)", "unavailable")
+            yield
         finally:
-            gate.admission.release(max(1, len(comp.serving())))
+            pool.admission.release(max(1, len(pool.serving())))
 
-    async def _post(self, replica: Replica, path: str, body: bytes, content_type: str) -> aiohttp.ClientResponse:
-        assert self._session is not None and replica.address
-        return await self._session.post(replica.address + path, data=body,
-                                        headers={"Content-Type": content_type})
+    async def _first_answer(self, pool: Pool, path: str, body: bytes, content_type: str,
+                            key: bytes | None) -> Answer:
+        tried: set[str] = set()
+        while candidates := [b for b in pool.serving() if b.id not in tried]:
+            backend = pool.router.choose(candidates, key)
+            backend.begin()
+            try:
+                answer = await self._exchange(backend, path, body, content_type)
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                backend.end()
+                tried.add(backend.id)
+                backend.unreachable_until = time.monotonic() + UNREACHABLE_S
+                metrics.RETRIES.labels(pool.name).inc()
+                log.warning("copy %s failed before answering (%s); retrying elsewhere", backend.id, exc)
+                continue
+            except FirstByteTimeout:
+                backend.end()
+                metrics.TIMEOUTS.labels(pool.name).inc()
+                pool.on_suspect(backend.id)
+                raise
+            except BaseException:
+                backend.end()
+                raise
+            metrics.SERVED.labels(pool.name, backend.id).inc()
+            return answer
+        raise ApiError(503, f"no copy of \"{pool.name}\" could take the request ({len(tried)} failed)",
+                       "unavailable")
+
+    async def _exchange(self, backend: Backend, path: str, body: bytes, content_type: str) -> Answer:
+        """One POST; its headers, and the first chunk of a stream, must come within the first-byte timeout."""
+        assert self._session is not None
+        limit = self.settings.first_byte_timeout_s
+        response: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(limit):
+                response = await self._session.post(backend.address + path, data=body,
+                                                    headers={"Content-Type": content_type})
+                first = await response.content.readany() if response.content_type == SSE else b""
+        except BaseException as exc:
+            if response is not None:
+                response.close()
+            if isinstance(exc, TimeoutError):
+                raise FirstByteTimeout(backend.id, limit) from None
+            raise
+        return Answer(backend, response, first)
 
     def _live(self) -> tuple[list[tuple[str, str, int]], list[tuple[str, int]]]:
-        copies = [(c.spec.name, r.id, r.in_flight) for c in self.controller.components.values()
-                  for r in c.replicas]
-        queues = [(name, gate.admission.queued) for name, gate in self._gates.items()]
+        pools = list(self.table.pools.values())
+        copies = [(p.name, b.id, b.in_flight) for p in pools for b in p.backends]
+        queues = [(p.name, p.admission.queued) for p in pools]
         return copies, queues
-
-
-def _finished(replica: Replica) -> None:
-    replica.in_flight -= 1
-    if replica.in_flight == 0:
-        replica.idle.set()

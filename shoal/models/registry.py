@@ -63,11 +63,20 @@ REGISTRY: tuple[RegisteredModel, ...] = (
     ),
 )
 DEFAULT_MODEL = REGISTRY[0].name
+GGUF_MAGIC = b"GGUF"
 
 
 def _lookup(model_id: str) -> RegisteredModel | None:
     key = model_id.lower()
     return next((m for m in REGISTRY if key == m.name or key in m.aliases), None)
+
+
+def _is_gguf(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == GGUF_MAGIC
+    except OSError:
+        return False
 
 
 def canonical_name(model_id: str) -> str:
@@ -82,15 +91,15 @@ def resolve(model_id: str) -> Path:
     if registered:
         return registered.locate()
     path = Path(model_id).expanduser()
-    if path.is_file():
-        if path.suffix.lower() != ".gguf":
-            raise ModelNotFoundError(f"{path} is not a .gguf file; shoal's llama.cpp engine loads GGUF weights")
-        return path
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
-        if len(ggufs) == 1:
-            return ggufs[0]
-        raise ModelNotFoundError(f"{path} holds {len(ggufs)} .gguf files; name one of them")
+        if len(ggufs) != 1:
+            raise ModelNotFoundError(f"{path} holds {len(ggufs)} .gguf files; name one of them")
+        path = ggufs[0]
+    if path.is_file():
+        if path.suffix.lower() != ".gguf" or not _is_gguf(path):
+            raise ModelNotFoundError(f"{path} is not a GGUF file; shoal's llama.cpp engines load GGUF weights")
+        return path
     known = ", ".join(m.name for m in REGISTRY)
     raise ModelNotFoundError(
         f"Model '{model_id}' is not on this machine and shoal does not download weights at run time. "

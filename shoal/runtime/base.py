@@ -1,20 +1,49 @@
-"""What the controller needs from a runtime: launch a copy on its slot, watch it, stop it."""
+"""What the controller needs from a runtime: launch a copy on its slot, watch it, stop it.
+
+A runtime knows nothing of engines: it runs a `LaunchPlan` (argv + env, made by an engine recipe in
+`shoal.engines`) on a `Slot` (made by placement), filling in the host and port it chose.
+"""
 from __future__ import annotations
 
-import shlex
-import sys
-from dataclasses import dataclass
+import re
+import signal
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from shoal.control.placement import Slot
+HOST, PORT = "{host}", "{port}"  # placeholders in a LaunchPlan, filled in by the runtime
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one copy runs: an instance, its accelerators and cores, a memory budget."""
+
+    instance: int
+    accelerators: tuple[int, ...]
+    cores: tuple[int, ...]
+    cpu_share: float  # of the cores above (fractional copies share one core)
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """The process of one copy: its command line and environment (with `{host}` / `{port}` left for
+    the runtime), and the route that says it is ready."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    health_path: str = "/health"
+
+    def render(self, host: str, port: int) -> tuple[list[str], dict[str, str]]:
+        def fill(text: str) -> str:
+            return text.replace(HOST, host).replace(PORT, str(port))
+        return [fill(a) for a in self.argv], {k: fill(v) for k, v in self.env.items()}
 
 
 @dataclass(frozen=True)
 class CopyLaunch:
     copy_id: str
-    model_id: str
-    env: dict[str, str]
+    plan: LaunchPlan
     slot: Slot
     log_path: Path
     instance_type: str = "local"
@@ -29,25 +58,30 @@ class LaunchError(Exception):
         self.retry = retry
 
 
-# What a copy runs: shoal's engine, or any TGI-compatible server that takes --host and --port.
-ENGINE_COMMAND = (sys.executable, "-m", "shoal.cli", "engine")
+def describe_exit(code: int) -> str:
+    """A process's return code in words: `killed by signal 11 (SIGSEGV: Segmentation fault)`."""
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        sig = signal.Signals(-code)
+    except ValueError:
+        return f"killed by signal {-code}"
+    return f"killed by signal {-code} ({sig.name}: {signal.strsignal(sig)})"
 
 
-def engine_command(command: str | None) -> tuple[str, ...]:
-    return tuple(shlex.split(command)) if command else ENGINE_COMMAND
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def engine_env(launch: CopyLaunch, port: int) -> dict[str, str]:
-    """The settings a copy's engine starts with: the component's env plus its slot."""
-    slot = launch.slot
-    return {
-        **launch.env,
-        "HF_MODEL_ID": launch.model_id,
-        "PORT": str(port),
-        "CUDA_VISIBLE_DEVICES": ",".join(str(a) for a in slot.accelerators),
-        "SM_NUM_GPUS": str(len(slot.accelerators)),
-        "SHOAL_NUM_THREADS": str(max(1, len(slot.cores))),
-    }
+def log_tail(path: Path, lines: int = 6, max_bytes: int = 16384) -> list[str]:
+    """The last non-empty lines of a copy's log (progress bars and colours removed); [] if unreadable."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - max_bytes))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    kept = [_ANSI.sub("", line.split("\r")[-1]).rstrip() for line in text.splitlines()]
+    return [line for line in kept if line.strip()][-lines:]
 
 
 class RunningCopy(Protocol):
@@ -56,7 +90,7 @@ class RunningCopy(Protocol):
     instance_lost: bool  # its instance (machine, Ray node) is gone: the copy must be placed elsewhere
 
     def exit_status(self) -> str | None:
-        """None while it runs; why it ended otherwise."""
+        """None while it runs; why it ended otherwise (see describe_exit)."""
         ...
 
     def memory_mb(self) -> float | None: ...
@@ -67,6 +101,10 @@ class RunningCopy(Protocol):
 class Runtime(Protocol):
     def instances(self, instance_type: str, wanted: int) -> tuple[int, frozenset[int]]:
         """How many instances an endpoint of this type and count has, and which of them are gone."""
+        ...
+
+    def missing_instances_hint(self, instance_type: str) -> str:
+        """What to do when there is no instance of this type at all ('' when nothing can be done)."""
         ...
 
     async def launch(self, launch: CopyLaunch) -> RunningCopy: ...

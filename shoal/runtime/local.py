@@ -1,4 +1,4 @@
-"""The local runtime: each copy is an engine process on this machine, pinned to its cores."""
+"""The local runtime: each copy is a process on this machine, pinned to its cores."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +9,7 @@ import socket
 
 import psutil
 
-from shoal.runtime.base import ENGINE_COMMAND, CopyLaunch, engine_env
+from shoal.runtime.base import CopyLaunch, LaunchError, describe_exit
 
 _PR_SET_PDEATHSIG = 1
 
@@ -40,9 +40,7 @@ class LocalCopy:
 
     def exit_status(self) -> str | None:
         code = self.proc.returncode
-        if code is None:
-            return None
-        return f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        return None if code is None else describe_exit(code)
 
     def memory_mb(self) -> float | None:
         try:
@@ -62,22 +60,24 @@ class LocalCopy:
 
 
 class LocalRuntime:
-    def __init__(self, command: tuple[str, ...] = ENGINE_COMMAND) -> None:
-        self.command = command
-
     def instances(self, instance_type: str, wanted: int) -> tuple[int, frozenset[int]]:
         return wanted, frozenset()
 
+    def missing_instances_hint(self, instance_type: str) -> str:
+        return ""
+
     async def launch(self, launch: CopyLaunch) -> LocalCopy:
         port = free_port()
+        argv, env = launch.plan.render("127.0.0.1", port)
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = launch.log_path.open("ab")
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self.command, "--host", "127.0.0.1", "--port", str(port),
-                env={**os.environ, **engine_env(launch, port)}, stdin=asyncio.subprocess.DEVNULL,
+                *argv, env={**os.environ, **env}, stdin=asyncio.subprocess.DEVNULL,
                 stdout=log, stderr=asyncio.subprocess.STDOUT,
                 preexec_fn=lambda: _child_setup(launch.slot.cores))
+        except OSError as exc:  # the engine's program is not installed here, or not executable
+            raise LaunchError(f"cannot run {argv[0]!r}: {exc.strerror or exc}", retry=False) from None
         finally:
             log.close()
         return LocalCopy(proc, port)

@@ -6,6 +6,7 @@ cores and the memory; the copy is then submitted as a placement group with one b
 node by its `ray.io/node-id` label (a hard constraint), and an actor in that bundle starts the engine
 process on the node and reports its address. If the bundle is not ready in time, the placement group's
 scheduling state tells "no room now" (retried) from "can never fit" (the component fails).
+`address="local"` starts a one-machine Ray whose node is the instance type `local`.
 Requires the `ray` extra: `pip install shoal[ray]`.
 """
 from __future__ import annotations
@@ -23,22 +24,28 @@ from ray.exceptions import RayActorError, RayError
 from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from shoal.runtime.base import ENGINE_COMMAND, CopyLaunch, LaunchError, engine_env
+from shoal.runtime.base import CopyLaunch, LaunchError, LaunchPlan, describe_exit
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5
 
 
+def resource_name(instance_type: str) -> str:
+    """The custom resource a Ray node declares to be an instance of this type."""
+    return f"shoal:{instance_type}"
+
+
 class EngineHost:
     """The Ray actor of one copy: starts the engine process on its node and watches it."""
 
-    def __init__(self, command: list[str], env: dict[str, str], cores: list[int], log_path: str) -> None:
+    def __init__(self, plan: LaunchPlan, cores: list[int], log_path: str) -> None:
         host = ray.util.get_node_ip_address()
         with socket.socket() as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
+        command, env = plan.render(host, port)
         gpus = ray.get_gpu_ids()  # Ray assigned this actor's accelerators on its node
-        env = {**os.environ, **env, "PORT": str(port), "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus)}
+        env = {**os.environ, **env, "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus)}
         usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         pinned = set(cores) if set(cores) <= usable else None  # a fake node's core ids may not exist here
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +93,7 @@ class RayCopy:
                 self._ended = f"lost with its Ray node or actor ({type(exc).__name__})"
                 return
             if code is not None:
-                self._ended = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                self._ended = describe_exit(code)
                 return
             await asyncio.sleep(POLL_S)
 
@@ -107,12 +114,11 @@ class RayCopy:
 
 
 class RayRuntime:
-    def __init__(self, address: str = "auto", engine_command: tuple[str, ...] = ENGINE_COMMAND,
-                 placement_wait_s: float = 30.0) -> None:
+    def __init__(self, address: str = "auto", placement_wait_s: float = 30.0) -> None:
         if not ray.is_initialized():
-            ray.init(address=None if address == "local" else address, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
-        self.engine_command = list(engine_command)
+            local = address == "local"  # a one-node Ray for trying it out: this machine, type `local`
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False, resources={resource_name("local"): 1} if local else None)
         self.placement_wait_s = placement_wait_s
         self._actor = ray.remote(EngineHost)
         self._index: dict[str, dict[str, int]] = {}  # instance type -> node id -> stable instance index
@@ -121,9 +127,15 @@ class RayRuntime:
         """Stable indexes for the nodes of a type: a node keeps its index; a new node gets the next one."""
         index = self._index.setdefault(instance_type, {})
         for node in sorted(ray.nodes(), key=lambda n: n["NodeID"]):
-            if node["Alive"] and node["Resources"].get(f"shoal:{instance_type}") and node["NodeID"] not in index:
+            if node["Alive"] and node["Resources"].get(resource_name(instance_type)) and node["NodeID"] not in index:
                 index[node["NodeID"]] = len(index)
         return index
+
+    def missing_instances_hint(self, instance_type: str) -> str:
+        name = resource_name(instance_type)
+        return (f"no Ray node declares the resource {name!r}: start every node meant as a {instance_type} "
+                f"instance with `ray start ... --resources='{{\"{name}\": 1}}'` (or `shoal server --runtime ray "
+                f"--ray-address local` to try it on this machine as instance type local)")
 
     def instances(self, instance_type: str, wanted: int) -> tuple[int, frozenset[int]]:
         index = self._nodes(instance_type)
@@ -150,7 +162,7 @@ class RayRuntime:
         actor = self._actor.options(
             num_cpus=cpus, num_gpus=len(slot.accelerators), memory=slot.memory_mb << 20,
             scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0),
-        ).remote(self.engine_command, engine_env(launch, 0), list(slot.cores), str(launch.log_path))
+        ).remote(launch.plan, list(slot.cores), str(launch.log_path))
         try:
             address, pid = await actor.describe.remote()
         except RayError as exc:

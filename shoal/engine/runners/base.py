@@ -52,3 +52,7 @@ class ModelRunner(Protocol):
     def release(self, seq_id: int) -> None:
         """Forget a sequence's cached state so its id can be reused."""
         ...
+
+    def warm_up(self) -> None:
+        """Run a prefill and a decode once, before the engine says it is healthy."""
+        ...

@@ -42,11 +42,12 @@ class LlamaCppRunner:
 
     def __init__(self, model_id: str, path: Path, *, n_ctx: int, n_batch: int, n_seq_max: int,
                  n_threads: int, n_gpu_layers: int = 0, flash_attention: bool = True,
-                 on_progress: Callable[[float], None] | None = None) -> None:
+                 extra_buffers: bool = True, on_progress: Callable[[float], None] | None = None) -> None:
         init_backend()
         self._keep: list[object] = []
         params = ll.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
+        params.use_extra_bufts = extra_buffers  # AMX / repacked weights: see shoal.hardware
         if on_progress:
             callback = ll.llama_progress_callback(lambda p, _u: (on_progress(p), True)[1])
             self._keep.append(callback)
@@ -148,6 +149,14 @@ class LlamaCppRunner:
 
     def release(self, seq_id: int) -> None:
         ll.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
+
+    def warm_up(self) -> None:
+        """A prefill and a decode step on sequence 0, so a model that cannot decode on this machine
+        (a crashing kernel, a broken buffer type) fails before its copy enters service."""
+        prompt = self.tokenize("shoal warm-up: the quick brown fox jumps over the lazy dog")
+        last = int(np.argmax(self.step([BatchItem(0, prompt, 0)])[-1]))
+        self.step([BatchItem(0, [last], len(prompt))])
+        self.release(0)
 
     def close(self) -> None:
         if self.ctx:

@@ -1,0 +1,75 @@
+"""The controller's live state: components and their copies (replicas), and how describe shows them."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from shoal.control.models import ComponentSpec, ComponentView, CopyStatus, CopyView, Status
+from shoal.engine.settings import SECRET_ENV_NAMES
+from shoal.runtime.base import RunningCopy, Slot
+
+
+@dataclass(eq=False)
+class Replica:
+    """One copy: its slot, its process, and what happened to it."""
+
+    id: str
+    component: str
+    slot: Slot
+    status: CopyStatus = CopyStatus.STARTING
+    handle: RunningCopy | None = None
+    health_path: str = "/health"  # the engine's readiness route
+    restarts: int = 0
+    reason: str | None = None
+    stopping: bool = False
+    replace: bool = False  # an update asked for a fresh process
+    task: asyncio.Task | None = None
+    suspect: asyncio.Event = field(default_factory=asyncio.Event)  # the gateway saw it keep a request waiting
+    recent_restarts: deque[float] = field(default_factory=deque)  # monotonic times, for the crash-loop rule
+
+    @property
+    def address(self) -> str | None:
+        return self.handle.address if self.handle else None
+
+    def restarts_within(self, window_s: float) -> int:
+        """Count a restart now; how many there were in the last `window_s` seconds."""
+        now = time.monotonic()
+        self.recent_restarts.append(now)
+        while self.recent_restarts and self.recent_restarts[0] < now - window_s:
+            self.recent_restarts.popleft()
+        return len(self.recent_restarts)
+
+    def view(self, in_flight: int) -> CopyView:
+        return CopyView(id=self.id, status=self.status, slot=self.slot, address=self.address,
+                        pid=self.handle.pid if self.handle else None, restarts=self.restarts,
+                        reason=self.reason, in_flight=in_flight)
+
+
+@dataclass(eq=False)
+class Component:
+    spec: ComponentSpec
+    replicas: list[Replica] = field(default_factory=list)
+    phase: Status = Status.CREATING
+    failure: str | None = None
+    next_index: int = 0
+    rolling: asyncio.Task | None = None  # an update replacing copies
+    leaving: list[Replica] = field(default_factory=list)  # scaled in, draining: they still hold their slots
+
+    @property
+    def status(self) -> Status:
+        if self.failure:
+            return Status.FAILED
+        if self.phase == Status.DELETING or (self.rolling and not self.rolling.done()):
+            return self.phase
+        if all(r.status == CopyStatus.IN_SERVICE for r in self.replicas):
+            return Status.IN_SERVICE
+        return self.phase
+
+    def redacted_spec(self) -> ComponentSpec:
+        env = {k: ("***" if k in SECRET_ENV_NAMES else v) for k, v in self.spec.env.items()}
+        return self.spec.model_copy(update={"env": env})
+
+    def view(self, copies: list[CopyView]) -> ComponentView:
+        return ComponentView(spec=self.redacted_spec(), status=self.status, reason=self.failure, copies=copies)

@@ -1,0 +1,163 @@
+"""What every engine kind provides: a launch recipe, checks at deploy, and the protocol it speaks.
+
+A recipe turns a component's settings (TGI's names: MAX_TOTAL_TOKENS, MAX_BATCH_TOTAL_TOKENS, ...) and
+a copy's slot into that engine's command line and environment. A TGI setting the engine cannot honour
+is refused at deploy, naming it; other variables (HF_TOKEN, VLLM_*, ...) pass through to the process.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import ClassVar
+
+from shoal.runtime.base import LaunchPlan, Slot
+
+
+class EngineProtocol(str, Enum):
+    TGI = "tgi"  # TGI's routes (/generate, /generate_stream, /invocations): requests pass through
+    OPENAI = "openai"  # OpenAI's routes only: the gateway translates TGI and SageMaker requests
+
+
+class EngineConfigError(ValueError):
+    """A component's settings that this engine cannot run with; the message names the setting."""
+
+
+# TGI's settings, as users of the Hugging Face LLM container set them (aliases map to one meaning).
+ALIASES = {"MAX_INPUT_TOKENS": "MAX_INPUT_LENGTH", "NUM_SHARD": "SM_NUM_GPUS", "QUANTIZE": "HF_MODEL_QUANTIZE"}
+TGI_SETTINGS = frozenset({
+    "MAX_INPUT_LENGTH", "MAX_TOTAL_TOKENS", "MAX_BATCH_PREFILL_TOKENS", "MAX_BATCH_TOTAL_TOKENS",
+    "MAX_CONCURRENT_REQUESTS", "MAX_STOP_SEQUENCES", "MAX_BEST_OF", "MAX_TOP_N_TOKENS", "WAITING_SERVED_RATIO",
+    "MAX_WAITING_TOKENS", "SM_NUM_GPUS", "HF_MODEL_QUANTIZE", "CHAT_TEMPLATE", *ALIASES})
+CANONICAL_SETTINGS = TGI_SETTINGS - ALIASES.keys()
+DEFAULT_CONCURRENCY = 128  # TGI's MAX_CONCURRENT_REQUESTS default
+_HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What a recipe knows of a component."""
+
+    component: str
+    model_id: str
+    env: Mapping[str, str]
+    accelerators: int = 0  # per copy
+    command: str | None = None  # the `command` engine's template
+    protocol: EngineProtocol | None = None  # the `command` engine's protocol
+
+    def setting(self, name: str) -> str | None:
+        """A TGI setting by its name or any alias of it."""
+        for key, value in self.env.items():
+            if (ALIASES.get(key, key) == name) and value != "":
+                return value
+        return None
+
+    def int_setting(self, name: str) -> int | None:
+        value = self.setting(name)
+        if value is None:
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            raise EngineConfigError(f"{name} must be a whole number, got {value!r}") from None
+        if number <= 0:
+            raise EngineConfigError(f"{name} must be > 0, got {number}")
+        return number
+
+    def tgi_names(self) -> set[str]:
+        return {ALIASES.get(k, k) for k, v in self.env.items() if k in TGI_SETTINGS and v != ""}
+
+    def passthrough_env(self) -> dict[str, str]:
+        """The component's variables that are not TGI settings: they reach the engine as they are."""
+        return {k: v for k, v in self.env.items() if k not in TGI_SETTINGS}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The token limits every engine shares, with TGI's derived defaults and startup checks."""
+
+    max_input: int | None
+    max_total: int
+    max_prefill: int | None
+    max_batch_total: int
+
+    @classmethod
+    def of(cls, d: Deployment, default_total: int = 2048) -> Limits:
+        max_input = d.int_setting("MAX_INPUT_LENGTH")
+        max_total = d.int_setting("MAX_TOTAL_TOKENS") or max(default_total, (max_input or 0) + 1)
+        batch_total = d.int_setting("MAX_BATCH_TOTAL_TOKENS") or max(16384, max_total)
+        prefill = d.int_setting("MAX_BATCH_PREFILL_TOKENS")
+        if max_input is not None and max_input >= max_total:
+            raise EngineConfigError(f"MAX_INPUT_LENGTH must be < MAX_TOTAL_TOKENS. Given: {max_input} and {max_total}")
+        if max_total > batch_total:
+            raise EngineConfigError(
+                f"MAX_TOTAL_TOKENS must be <= MAX_BATCH_TOTAL_TOKENS. Given: {max_total} and {batch_total}")
+        if prefill is not None and max_input is not None and prefill < max_input:
+            raise EngineConfigError(
+                f"MAX_BATCH_PREFILL_TOKENS must be >= MAX_INPUT_LENGTH. Given: {prefill} and {max_input}")
+        return cls(max_input, max_total, prefill, batch_total)
+
+
+class EngineKind:
+    """One kind of engine. Subclasses say what they honour and how they start."""
+
+    name: ClassVar[str]
+    protocol: ClassVar[EngineProtocol]
+    description: ClassVar[str]
+    honoured: ClassVar[frozenset[str]]  # TGI settings this engine honours; the others are refused
+    why_not: ClassVar[dict[str, str]] = {}  # why a setting is refused, where there is more to say
+
+    def protocol_of(self, d: Deployment) -> EngineProtocol:
+        return self.protocol
+
+    def check(self, d: Deployment) -> None:
+        """Refuse what cannot work, at deploy: settings this engine cannot honour, bad values, a model
+        it cannot load."""
+        refused = sorted(d.tgi_names() - self.honoured)
+        if refused:
+            reasons = "; ".join(f"{n}: {self.why_not.get(n, 'no equivalent in ' + self.name)}" for n in refused)
+            raise EngineConfigError(f"engine {self.name} cannot honour {', '.join(refused)} ({reasons}); "
+                                    f"remove {'it' if len(refused) == 1 else 'them'} or choose another engine")
+        gpus = d.int_setting("SM_NUM_GPUS")
+        if gpus is not None and gpus > max(d.accelerators, 1):
+            raise EngineConfigError(f"SM_NUM_GPUS={gpus} but each copy has {d.accelerators} accelerator(s) "
+                                    f"(NumberOfAcceleratorDevicesRequired)")
+        Limits.of(d)
+        self.check_model(d)
+
+    def check_model(self, d: Deployment) -> None:
+        check_model_reference(d.model_id)
+
+    def copy_concurrency(self, d: Deployment) -> int:
+        """Requests the gateway sends one copy at once (MAX_CONCURRENT_REQUESTS)."""
+        return d.int_setting("MAX_CONCURRENT_REQUESTS") or DEFAULT_CONCURRENCY
+
+    def launch_plan(self, d: Deployment, slot: Slot) -> LaunchPlan:
+        raise NotImplementedError
+
+
+def program(name: str) -> str:
+    """An engine's program: the one installed beside shoal (same virtual environment) if any, else PATH's."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
+def threads_of(slot: Slot) -> int:
+    return max(1, len(slot.cores))
+
+
+def device_env(slot: Slot) -> dict[str, str]:
+    """The accelerators a copy may see, as every CUDA program reads them."""
+    return {"CUDA_VISIBLE_DEVICES": ",".join(str(a) for a in slot.accelerators)}
+
+
+def check_model_reference(model_id: str) -> None:
+    """For engines that load Hugging Face models themselves: a local directory that exists, or a hub id."""
+    looks_local = model_id.startswith(("/", "./", "../", "~"))
+    if looks_local and not Path(model_id).expanduser().exists():
+        raise EngineConfigError(f"model {model_id!r}: no such file or directory on the server")
+    if not looks_local and not _HUB_ID.match(model_id):
+        raise EngineConfigError(f"model {model_id!r} is neither a local path nor a Hugging Face model id (org/name)")

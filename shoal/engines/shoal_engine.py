@@ -1,0 +1,42 @@
+"""`shoal`: the built-in engine (TGI-compatible, continuous batching on llama.cpp; GGUF models)."""
+from __future__ import annotations
+
+import sys
+
+from shoal.engine.settings import EngineSettings
+from shoal.engines.base import CANONICAL_SETTINGS, Deployment, EngineConfigError, EngineKind, EngineProtocol, \
+    device_env, threads_of
+from shoal.errors import ConfigError, ModelNotFoundError
+from shoal.models.registry import resolve
+from shoal.runtime.base import HOST, PORT, LaunchPlan, Slot
+
+
+def check_gguf_model(model_id: str) -> None:
+    """The model resolves on this machine to a GGUF file (registered name, alias or local path)."""
+    try:
+        resolve(model_id)
+    except ModelNotFoundError as exc:
+        raise EngineConfigError(str(exc)) from None
+
+
+class ShoalEngine(EngineKind):
+    name = "shoal"
+    protocol = EngineProtocol.TGI
+    description = "built-in: TGI-compatible, continuous batching on llama.cpp (GGUF)"
+    honoured = CANONICAL_SETTINGS
+
+    def check(self, d: Deployment) -> None:
+        super().check(d)
+        try:
+            EngineSettings.build(d.env)  # TGI's startup checks and every value, as the engine will read them
+        except ConfigError as exc:
+            raise EngineConfigError(str(exc)) from None
+
+    def check_model(self, d: Deployment) -> None:
+        check_gguf_model(d.model_id)
+
+    def launch_plan(self, d: Deployment, slot: Slot) -> LaunchPlan:
+        return LaunchPlan(
+            argv=(sys.executable, "-m", "shoal.cli", "engine", "--host", HOST, "--port", PORT),
+            env={**d.env, "HF_MODEL_ID": d.model_id, "SHOAL_NUM_THREADS": str(threads_of(slot)),
+                 "SM_NUM_GPUS": str(len(slot.accelerators)), **device_env(slot)})

@@ -1,0 +1,25 @@
+"""`tgi`: Hugging Face Text Generation Inference (`text-generation-launcher`). TGI reads its settings from
+the same environment names shoal uses, so they pass through as they are; the copy's accelerators set
+--num-shard (SM_NUM_GPUS) and HF_MODEL_QUANTIZE becomes TGI's QUANTIZE, as the Hugging Face LLM container
+does."""
+from __future__ import annotations
+
+from shoal.engines.base import CANONICAL_SETTINGS, Deployment, EngineKind, EngineProtocol, device_env, program
+from shoal.runtime.base import HOST, PORT, LaunchPlan, Slot
+
+
+class Tgi(EngineKind):
+    name = "tgi"
+    protocol = EngineProtocol.TGI
+    description = "Hugging Face TGI (`text-generation-launcher`; GPUs)"
+    honoured = CANONICAL_SETTINGS - {"CHAT_TEMPLATE"}
+    why_not = {"CHAT_TEMPLATE": "TGI takes the chat template from the model's tokenizer_config.json"}
+
+    def launch_plan(self, d: Deployment, slot: Slot) -> LaunchPlan:
+        shards = d.int_setting("SM_NUM_GPUS") or max(1, len(slot.accelerators))
+        env = {**d.env, **device_env(slot)}
+        if quantize := d.setting("HF_MODEL_QUANTIZE"):
+            env["QUANTIZE"] = quantize
+        argv = (program("text-generation-launcher"), "--model-id", d.model_id, "--hostname", HOST,
+                "--port", PORT, "--num-shard", str(shards))
+        return LaunchPlan(argv, env)

@@ -1,0 +1,305 @@
+"""TGI generation requests for engines that do not speak TGI, and their answers back in TGI's shape.
+
+A `TgiCall` checks a TGI request with TGI's rules, refuses (422, naming it) a parameter the engine has
+no equivalent for, and asks the engine in its dialect: OpenAI's `/v1/completions` (vLLM, SGLang, any
+OpenAI server) or llama.cpp's own `/completion` (llama-server: it says which stop sequence ended a
+generation, which its OpenAI route does not). Answers come back as TGI's `{"generated_text", "details"}`
+or TGI's stream events, with finish reasons length / eos_token / stop_sequence.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from shoal.engine.protocol import GenerateParameters, GenerateRequest, parse_body
+from shoal.engine.validation import check_parameters, is_sampling
+from shoal.errors import ApiError, validation_error
+from shoal.gateway.pool import PoolConfig
+from shoal.http import sse
+
+DEFAULT_MAX_NEW_TOKENS = 20  # TGI's
+
+
+@dataclass
+class Piece:
+    """What an engine said in one answer or one stream chunk, in TGI's terms."""
+
+    text: str = ""
+    tokens: list[dict[str, Any]] = field(default_factory=list)  # TGI token objects
+    top: list[list[dict[str, Any]]] = field(default_factory=list)  # top tokens, one list per token
+    finish: str | None = None  # length | eos_token | stop_sequence, on the last piece
+    stop_word: str | None = None  # the stop sequence that ended it (engines leave it out of the text)
+    generated: int | None = None  # tokens generated, where the engine says
+    error: str | None = None
+
+
+def _token(token_id: int | None, text: str, logprob: float | None) -> dict[str, Any]:
+    return {"id": -1 if token_id is None else token_id, "text": text, "logprob": logprob, "special": False}
+
+
+class Dialect(Protocol):
+    path: str
+    # TGI parameter -> the engine's field; None: the engine has no such parameter
+    fields: dict[str, str | None]
+
+    def payload(self, p: GenerateParameters, inputs: str, stream: bool) -> dict[str, Any]: ...
+
+    def piece(self, data: dict[str, Any]) -> Piece: ...
+
+
+def _sampling(p: GenerateParameters) -> dict[str, Any]:
+    """TGI samples only when asked or warped; otherwise greedy, which OpenAI servers spell temperature 0."""
+    if not is_sampling(p):
+        return {"temperature": 0.0}
+    out: dict[str, Any] = {"temperature": p.temperature or 1.0}
+    if p.top_p is not None:
+        out["top_p"] = p.top_p
+    if p.seed is not None:
+        out["seed"] = p.seed
+    return out
+
+
+def _extras(fields: dict[str, str | None], p: GenerateParameters) -> dict[str, Any]:
+    """TGI parameters that the engine names its own way (already checked to exist there)."""
+    values = {"top_k": p.top_k, "repetition_penalty": p.repetition_penalty, "typical_p": p.typical_p,
+              "truncate": p.truncate}
+    return {fields[k]: v for k, v in values.items() if v is not None and fields.get(k)}  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class OpenAICompletions:
+    """OpenAI's `/v1/completions`, with the extra sampling fields vLLM and SGLang accept."""
+
+    fields: dict[str, str | None]
+    stop_field: str | None  # where the engine says which stop string ended a choice
+    path: str = "/v1/completions"
+
+    def payload(self, p: GenerateParameters, inputs: str, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"prompt": inputs, "max_tokens": p.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+                                "stream": stream, **_sampling(p), **_extras(self.fields, p)}
+        if p.stop:
+            body["stop"] = p.stop
+        if p.frequency_penalty is not None:
+            body["frequency_penalty"] = p.frequency_penalty
+        if p.details or p.top_n_tokens:
+            body["logprobs"] = max(1, p.top_n_tokens or 0)
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def piece(self, data: dict[str, Any]) -> Piece:
+        if "error" in data:
+            return Piece(error=_error_text(data))
+        usage = data.get("usage") or {}
+        choices = data.get("choices") or [{}]
+        choice = choices[0]
+        piece = Piece(text=choice.get("text") or "", generated=usage.get("completion_tokens"))
+        piece.tokens, piece.top = _openai_logprobs(choice.get("logprobs"))
+        reason = choice.get("finish_reason")
+        if reason == "length":
+            piece.finish = "length"
+        elif reason:
+            stopped_by = choice.get(self.stop_field) if self.stop_field else None
+            piece.finish = "stop_sequence" if isinstance(stopped_by, str) else "eos_token"
+            piece.stop_word = stopped_by if isinstance(stopped_by, str) else None
+        return piece
+
+
+def _openai_logprobs(lp: dict[str, Any] | None) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    """OpenAI's legacy completion logprobs (tokens, token_logprobs, top_logprobs) as TGI tokens."""
+    if not lp:
+        return [], []
+    tokens = [_token(None, t, p) for t, p in zip(lp.get("tokens") or [], lp.get("token_logprobs") or [])]
+    top = [[_token(None, t, p) for t, p in (alts or {}).items()] for alts in lp.get("top_logprobs") or []]
+    return tokens, top
+
+
+@dataclass(frozen=True)
+class LlamaCppCompletion:
+    """llama.cpp server's own `/completion` route: token ids, and `stop_type` eos / word / limit."""
+
+    fields: dict[str, str | None]
+    path: str = "/completion"
+
+    def payload(self, p: GenerateParameters, inputs: str, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"prompt": inputs, "n_predict": p.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+                                "stream": stream, "return_tokens": True, "cache_prompt": True,
+                                **_sampling(p), **_extras(self.fields, p)}
+        if not is_sampling(p):
+            body["top_k"] = 1  # greedy, whatever the server's sampler chain
+        if p.stop:
+            body["stop"] = p.stop
+        if p.frequency_penalty is not None:
+            body["frequency_penalty"] = p.frequency_penalty
+        if p.details or p.top_n_tokens:
+            body["n_probs"] = max(1, p.top_n_tokens or 0)
+        return body
+
+    def piece(self, data: dict[str, Any]) -> Piece:
+        if "error" in data:
+            return Piece(error=_error_text(data))
+        probs = data.get("completion_probabilities") or []
+        if probs:
+            tokens = [_token(e.get("id"), e.get("token", ""), e.get("logprob")) for e in probs]
+            top = [[_token(t.get("id"), t.get("token", ""), t.get("logprob")) for t in e.get("top_logprobs", [])]
+                   for e in probs]
+        else:
+            ids = data.get("tokens") or []
+            text = data.get("content") or ""
+            tokens = [_token(ids[0], text, None)] if len(ids) == 1 else [_token(i, "", None) for i in ids]
+            top = []
+        piece = Piece(text=data.get("content") or "", tokens=tokens, top=top)
+        if data.get("stop"):
+            kind = data.get("stop_type")
+            piece.finish = {"limit": "length", "word": "stop_sequence"}.get(kind, "eos_token")
+            piece.stop_word = data.get("stopping_word") or None if kind == "word" else None
+            piece.generated = data.get("tokens_predicted")
+        return piece
+
+
+_OPENAI_FIELDS: dict[str, str | None] = {"top_k": None, "repetition_penalty": None, "typical_p": None,
+                                         "truncate": None}
+DIALECTS: dict[str, Dialect] = {
+    "llama-server": LlamaCppCompletion({"top_k": "top_k", "repetition_penalty": "repeat_penalty",
+                                        "typical_p": "typical_p", "truncate": None}),
+    "vllm": OpenAICompletions({"top_k": "top_k", "repetition_penalty": "repetition_penalty", "typical_p": None,
+                               "truncate": "truncate_prompt_tokens"}, stop_field="stop_reason"),
+    "sglang": OpenAICompletions({"top_k": "top_k", "repetition_penalty": "repetition_penalty", "typical_p": None,
+                                 "truncate": None}, stop_field="matched_stop"),
+}
+GENERIC_OPENAI = OpenAICompletions(_OPENAI_FIELDS, stop_field="stop_reason")
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_best_of: int
+    max_stop_sequences: int
+    max_top_n_tokens: int
+    max_input_length: int
+
+
+class TgiCall:
+    """One TGI generation request on its way to an engine that speaks another dialect."""
+
+    def __init__(self, raw: bytes, config: PoolConfig, stream: bool | None = None) -> None:
+        body = parse_body(raw, GenerateRequest)
+        self.inputs = body.inputs
+        self.p = body.parameters
+        self.stream = body.stream if stream is None else stream
+        self.engine = config.engine
+        self.dialect = DIALECTS.get(config.engine, GENERIC_OPENAI)
+        limits = _Limits(1, config.max_stop_sequences, config.max_top_n_tokens, config.max_total_tokens)
+        check_parameters(self.p, limits, self.stream)
+        self._refuse_untranslatable()
+
+    def _refuse_untranslatable(self) -> None:
+        p = self.p
+        asked = {"top_k": p.top_k is not None, "typical_p": p.typical_p is not None, "truncate": p.truncate is not None,
+                 "repetition_penalty": p.repetition_penalty not in (None, 1.0),
+                 "decoder_input_details": p.decoder_input_details, "watermark": p.watermark}
+        for name, wanted in asked.items():
+            if wanted and not self.dialect.fields.get(name):
+                raise validation_error(f"`{name}` is not supported by this inference component's engine "
+                                       f"({self.engine})")
+        if not self.inputs:
+            raise validation_error("`inputs` cannot be empty")
+
+    @property
+    def path(self) -> str:
+        return self.dialect.path
+
+    def payload(self) -> bytes:
+        return orjson.dumps(self.dialect.payload(self.p, self.inputs, self.stream))
+
+    # -- answers -------------------------------------------------------------------------
+    def answer(self, raw: bytes) -> dict[str, Any]:
+        """The engine's whole answer as TGI's `/generate` body."""
+        piece = self.dialect.piece(orjson.loads(raw))
+        if piece.error:
+            raise ApiError(424, piece.error, "generation")
+        out: dict[str, Any] = {"generated_text": self._full_text(piece.text, piece)}
+        if self.p.details:
+            out["details"] = {**self._details(piece, len(piece.tokens)), "prefill": [], "tokens": piece.tokens,
+                              "top_tokens": piece.top if self.p.top_n_tokens else []}
+        return out
+
+    async def events(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The engine's stream as TGI's server-sent events; the last event carries the whole text."""
+        text, count, pending = "", 0, None
+        async for data in _sse_objects(chunks):
+            piece = self.dialect.piece(data)
+            if piece.error:
+                yield sse({"error": piece.error, "error_type": "generation"})
+                return
+            for event in self._token_events(piece):
+                if pending is not None:
+                    yield sse(pending)
+                count += 1
+                text += event["token"]["text"]
+                pending = {"index": count, **event, "generated_text": None, "details": None}
+            if piece.finish:
+                if pending is None:  # a generation that ended at once: TGI still sends one event
+                    pending = {"index": 1, "token": _token(None, "", None), "top_tokens": None,
+                               "generated_text": None, "details": None}
+                pending["generated_text"] = self._full_text(text, piece)
+                if self.p.details:
+                    pending["details"] = self._details(piece, count)
+                yield sse(pending)
+                return
+        if pending is not None:
+            yield sse(pending)
+        yield sse({"error": "the engine ended the stream before the generation finished", "error_type": "generation"})
+
+    def _token_events(self, piece: Piece) -> Iterator[dict[str, Any]]:
+        if piece.tokens and any(t["text"] for t in piece.tokens):
+            for i, token in enumerate(piece.tokens):
+                top = piece.top[i] if self.p.top_n_tokens and i < len(piece.top) else None
+                yield {"token": token, "top_tokens": top}
+        elif piece.text:
+            token_id = piece.tokens[0]["id"] if len(piece.tokens) == 1 else None
+            yield {"token": _token(token_id, piece.text, None), "top_tokens": None}
+
+    def _full_text(self, text: str, last: Piece) -> str:
+        if last.finish == "stop_sequence" and last.stop_word and not text.endswith(last.stop_word):
+            text += last.stop_word  # TGI's text keeps the stop sequence
+        return (self.inputs if self.p.return_full_text else "") + text
+
+    def _details(self, last: Piece, counted: int) -> dict[str, Any]:
+        return {"finish_reason": last.finish, "generated_tokens": last.generated or counted,
+                "seed": self.p.seed if is_sampling(self.p) else None}
+
+
+async def _sse_objects(chunks: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
+    """JSON objects of `data:` lines in a server-sent event stream, whatever the chunking."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            line = line.strip()
+            if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
+                try:
+                    yield orjson.loads(line[5:])
+                except orjson.JSONDecodeError:
+                    continue
+
+
+def _error_text(data: dict[str, Any]) -> str:
+    error = data.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return str(error or data.get("message") or data)
+
+
+def engine_error(status: int, raw: bytes) -> ApiError:
+    """An OpenAI-speaking engine's refusal, in TGI's shape: its 4xx are validation errors (422)."""
+    try:
+        message = _error_text(orjson.loads(raw))
+    except (orjson.JSONDecodeError, AttributeError):
+        message = raw.decode("utf-8", "replace")
+    if status == 429:
+        return ApiError(429, "Model is overloaded", "overloaded")
+    return ApiError(422 if 400 <= status < 500 else 424, message, "validation" if status < 500 else "generation")
