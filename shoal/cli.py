@@ -15,7 +15,7 @@ from shoal.console import table_console
 from shoal.errors import ShoalError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Many LLM replicas behind one endpoint.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # copy logs keep whole lines for failure reasons
 
 
 @app.callback()
@@ -77,6 +77,7 @@ def server(
     first_byte_timeout: Annotated[float, typer.Option(
         help="Seconds a copy may take to start answering a request before the client gets a timeout error")] = 120.0,
     probe_interval: Annotated[float, typer.Option(help="Seconds between health probes of a serving copy")] = 2.0,
+    probe_timeout: Annotated[float, typer.Option(help="Seconds a health probe may take")] = 5.0,
     probe_failures: Annotated[int, typer.Option(help="Failed probes in a row that restart a copy")] = 3,
     crash_limit: Annotated[int, typer.Option(help="Restarts within --crash-window that fail a copy")] = 5,
     crash_window: Annotated[float, typer.Option(help="Seconds over which restarts are counted")] = 600.0,
@@ -94,8 +95,8 @@ def server(
 
     options = ServerOptions(
         default_component, GatewaySettings(max_queue, queue_timeout, first_byte_timeout),
-        SupervisionSettings(probe_interval_s=probe_interval, probe_failures=probe_failures, crash_limit=crash_limit,
-                            crash_window_s=crash_window), allow_command_engine)
+        SupervisionSettings(probe_interval, probe_timeout, probe_failures, crash_limit, crash_window),
+        allow_command_engine)
     asyncio.run(run_server(host, port, state_dir or DEFAULT_STATE_DIR, make_runtime(runtime, ray_address), options))
 
 

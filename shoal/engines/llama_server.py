@@ -6,9 +6,10 @@ TGI's limits hold. Its prompt cache is on (llama.cpp's default).
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 
-from shoal.engines.base import Deployment, EngineKind, EngineProtocol, Limits, device_env, threads_of
+from shoal.engines.base import Deployment, EngineConfigError, EngineKind, EngineProtocol, Limits, device_env, threads_of
 from shoal.engines.shoal_engine import check_gguf_model
 from shoal.hardware import use_extra_buffers
 from shoal.models.registry import resolve
@@ -31,6 +32,9 @@ class LlamaServer(EngineKind):
     }
 
     def check_model(self, d: Deployment) -> None:
+        if importlib.util.find_spec("xllamacpp") is None:
+            raise EngineConfigError("engine llama-server needs llama.cpp's server from the xllamacpp wheel: "
+                                    "pip install 'shoal[llama-server]'")
         check_gguf_model(d.model_id)
 
     def launch_plan(self, d: Deployment, slot: Slot) -> LaunchPlan:

@@ -127,9 +127,7 @@ class LlamaCppCompletion:
     def payload(self, p: GenerateParameters, inputs: str, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": inputs, "n_predict": p.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
                                 "stream": stream, "return_tokens": True, "cache_prompt": True,
-                                **_sampling(p), **_extras(self.fields, p)}
-        if not is_sampling(p):
-            body["top_k"] = 1  # greedy, whatever the server's sampler chain
+                                **_NEUTRAL_SAMPLERS, **_sampling(p), **_extras(self.fields, p)}
         if p.stop:
             body["stop"] = p.stop
         if p.frequency_penalty is not None:
@@ -143,8 +141,8 @@ class LlamaCppCompletion:
             return Piece(error=_error_text(data))
         probs = data.get("completion_probabilities") or []
         if probs:
-            tokens = [_token(e.get("id"), e.get("token", ""), e.get("logprob")) for e in probs]
-            top = [[_token(t.get("id"), t.get("token", ""), t.get("logprob")) for t in e.get("top_logprobs", [])]
+            tokens = [_token(e.get("id"), _piece(e), e.get("logprob")) for e in probs]
+            top = [[_token(t.get("id"), _piece(t), t.get("logprob")) for t in e.get("top_logprobs", [])]
                    for e in probs]
         else:
             ids = data.get("tokens") or []
@@ -158,6 +156,17 @@ class LlamaCppCompletion:
             piece.stop_word = data.get("stopping_word") or None if kind == "word" else None
             piece.generated = data.get("tokens_predicted")
         return piece
+
+
+# llama.cpp's server samples with top-k 40, top-p 0.95 and min-p 0.05 unless told otherwise; TGI applies
+# only the warpers a request names.
+_NEUTRAL_SAMPLERS = {"top_k": 0, "top_p": 1.0, "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": 1.0}
+
+
+def _piece(entry: dict[str, Any]) -> str:
+    """A llama.cpp token's text from its bytes (its `token` field merges pieces around stop-word checks)."""
+    raw = entry.get("bytes")
+    return bytes(raw).decode("utf-8", "replace") if raw is not None else entry.get("token", "")
 
 
 _OPENAI_FIELDS: dict[str, str | None] = {"top_k": None, "repetition_penalty": None, "typical_p": None,

@@ -1,0 +1,112 @@
+"""TGI requests for OpenAI-speaking engines and their answers back (pure units; the llama-server tests
+run the llama.cpp dialect end to end against the real server)."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from shoal.engines.base import EngineProtocol
+from shoal.errors import ApiError
+from shoal.gateway.pool import PoolConfig
+from shoal.gateway.translate import TgiCall, engine_error
+
+
+def config(engine: str) -> PoolConfig:
+    return PoolConfig("c", "e", "m", engine, EngineProtocol.OPENAI, 8, max_total_tokens=4096)
+
+
+def call(engine: str, parameters: dict, stream: bool | None = None, inputs: str = "Hi") -> TgiCall:
+    return TgiCall(orjson.dumps({"inputs": inputs, "parameters": parameters}), config(engine), stream)
+
+
+def test_greedy_and_the_seed_sampling_parameters_for_vllm() -> None:
+    greedy = orjson.loads(call("vllm", {"max_new_tokens": 5}).payload())
+    assert greedy == {"prompt": "Hi", "max_tokens": 5, "stream": False, "temperature": 0.0}
+    seed = {"do_sample": True, "top_p": 0.6, "temperature": 0.9, "top_k": 50, "max_new_tokens": 50,
+            "repetition_penalty": 1.03, "return_full_text": False, "seed": 7}
+    body = orjson.loads(call("vllm", seed).payload())
+    assert body == {"prompt": "Hi", "max_tokens": 50, "stream": False, "temperature": 0.9, "top_p": 0.6,
+                    "seed": 7, "top_k": 50, "repetition_penalty": 1.03}
+
+
+def test_llama_server_is_asked_on_its_own_route_with_neutral_samplers() -> None:
+    c = call("llama-server", {"max_new_tokens": 3, "stop": ["\n"], "details": True, "repetition_penalty": 1.1})
+    body = orjson.loads(c.payload())
+    assert c.path == "/completion"
+    assert body["n_predict"] == 3 and body["temperature"] == 0.0 and body["min_p"] == 0.0
+    assert body["repeat_penalty"] == 1.1 and body["stop"] == ["\n"] and body["n_probs"] == 1
+
+
+@pytest.mark.parametrize(("engine", "parameter", "value"), [
+    ("vllm", "typical_p", 0.5), ("sglang", "truncate", 10), ("llama-server", "truncate", 10),
+    ("vllm", "decoder_input_details", True), ("vllm", "watermark", True), ("openai-server", "top_k", 5),
+])
+def test_parameters_an_engine_cannot_take_are_422_naming_them(engine: str, parameter: str, value: object) -> None:
+    with pytest.raises(ApiError) as err:
+        call(engine, {parameter: value})
+    assert err.value.status == 422 and f"`{parameter}` is not supported" in err.value.message
+
+
+def test_tgi_rules_apply_before_translation() -> None:
+    with pytest.raises(ApiError, match="`top_p` must be > 0.0 and < 1.0"):
+        call("vllm", {"top_p": 1.0})
+    with pytest.raises(ApiError, match=r"`best_of` must be > 0 and <= 1"):
+        call("vllm", {"best_of": 2, "do_sample": True})
+    with pytest.raises(ApiError, match="`stop` supports up to 4 stop sequences"):
+        call("vllm", {"stop": list("abcde")})
+
+
+def test_answers_come_back_in_tgi_shape_with_tgi_finish_reasons() -> None:
+    c = call("vllm", {"stop": ["."], "details": True, "return_full_text": True}, inputs="Say: ")
+    vllm = {"choices": [{"text": "hello", "finish_reason": "stop", "stop_reason": ".",
+                         "logprobs": {"tokens": ["hel", "lo"], "token_logprobs": [-0.5, -0.25]}}],
+            "usage": {"completion_tokens": 3}}
+    out = c.answer(orjson.dumps(vllm))
+    assert out["generated_text"] == "Say: hello."  # TGI keeps the stop sequence and, here, the inputs
+    assert out["details"]["finish_reason"] == "stop_sequence" and out["details"]["generated_tokens"] == 3
+    assert [t["text"] for t in out["details"]["tokens"]] == ["hel", "lo"]
+    sglang = {"choices": [{"text": "x", "finish_reason": "stop", "matched_stop": 1}]}
+    assert call("sglang", {"details": True}).answer(orjson.dumps(sglang))["details"]["finish_reason"] == "eos_token"
+    llama = {"content": "a b", "stop": True, "stop_type": "limit", "tokens_predicted": 2, "tokens": [1, 2]}
+    assert call("llama-server", {"details": True}).answer(orjson.dumps(llama))["details"]["finish_reason"] == "length"
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+def _events(c: TgiCall, *parts: bytes) -> list[dict]:
+    async def run() -> list[bytes]:
+        return [e async for e in c.events(_chunks(*parts))]
+    return [orjson.loads(e[5:]) for e in asyncio.run(run())]
+
+
+def test_a_stream_becomes_tgi_events_whatever_the_chunking() -> None:
+    lines = [b'data: {"choices":[{"text":"Hel","finish_reason":null}]}\n\n',
+             b'data: {"choices":[{"text":"lo","finish_reason":null}]}\n\n',
+             b'data: {"choices":[{"text":"","finish_reason":"length"}],"usage":{"completion_tokens":2}}\n\n',
+             b"data: [DONE]\n\n"]
+    whole = b"".join(lines)
+    for parts in ([whole], [whole[:7], whole[7:50], whole[50:]], lines):
+        events = _events(call("vllm", {"details": True}, stream=True), *parts)
+        assert [e["token"]["text"] for e in events] == ["Hel", "lo"]
+        assert events[0]["generated_text"] is None and events[-1]["generated_text"] == "Hello"
+        assert events[-1]["details"] == {"finish_reason": "length", "generated_tokens": 2, "seed": None}
+
+
+def test_a_stream_cut_short_or_failing_ends_with_an_error_event() -> None:
+    cut = _events(call("vllm", {}, stream=True), b'data: {"choices":[{"text":"a","finish_reason":null}]}\n\n')
+    assert cut[-1]["error_type"] == "generation"
+    failed = _events(call("vllm", {}, stream=True), b'data: {"error": {"message": "CUDA out of memory"}}\n\n')
+    assert failed == [{"error": "CUDA out of memory", "error_type": "generation"}]
+
+
+def test_engine_refusals_become_tgi_errors() -> None:
+    refused = engine_error(400, b'{"error": {"message": "max_tokens is too large", "type": "BadRequestError"}}')
+    assert (refused.status, refused.message, refused.error_type) == (422, "max_tokens is too large", "validation")
+    assert engine_error(429, b"busy").status == 429
+    assert engine_error(500, b"boom").error_type == "generation"
