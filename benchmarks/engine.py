@@ -1,12 +1,15 @@
-"""Engine throughput: shoal's engine over HTTP vs the raw llama.cpp batch loop vs llama_cpp.server.
+"""Engine throughput: shoal's engine over HTTP vs the raw llama.cpp batch loop vs llama.cpp's own server.
 
 For each number of concurrent streams B, all three generate B x N tokens (greedy) from B prompts:
 - raw:   a bare `llama_batch` loop in this process: one llama_decode per step for all B sequences,
          argmax on the logits. No HTTP, no scheduler: the limit the engine can approach.
 - shoal: `shoal engine`, B concurrent `POST /generate_stream` requests, tokens counted from the SSE.
-- peer:  `python -m llama_cpp.server`, B concurrent streaming `/v1/completions` requests.
-All use the same model, 2 threads, flash attention on, one unified KV cache. The order of the three is
-rotated each repetition; the table shows medians of `--runs` repetitions and the ratios of medians.
+- peer:  llama.cpp's C++ server (`llama-server`, from the prebuilt xllamacpp wheel, as shoal's
+         `llama-server` engine kind runs it), 32 slots on one unified KV cache, B concurrent streaming
+         `/v1/completions` requests.
+All use the same model, 2 threads, flash attention on, one unified KV cache of 16384 tokens. The order of
+the three is rotated each repetition; the table shows medians of `--runs` repetitions and the ratios of
+medians.
 
     python benchmarks/engine.py --runs 3 --out results/engine.json
 """
@@ -34,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import free_port, wait_healthy  # noqa: E402
 
 from shoal.engine.runners.llamacpp import init_backend  # noqa: E402
+from shoal.hardware import describe_cpu, use_extra_buffers  # noqa: E402
 from shoal.models.registry import resolve  # noqa: E402
 
 PROMPTS = ["Once upon a time, in a small village by the sea, there lived",
@@ -42,7 +46,7 @@ PROMPTS = ["Once upon a time, in a small village by the sea, there lived",
            "def quicksort(items):\n    \"\"\"Sort a list.\"\"\"\n"]
 CTX = 16384
 THREADS = 2
-console = Console()
+console = Console(width=120)
 
 
 class RawLoop:
@@ -50,7 +54,9 @@ class RawLoop:
 
     def __init__(self, path: Path) -> None:
         init_backend()  # llama.cpp's log goes to Python logging, as in the engine
-        self.model = ll.llama_model_load_from_file(str(path).encode(), ll.llama_model_default_params())
+        model_params = ll.llama_model_default_params()
+        model_params.use_extra_bufts = use_extra_buffers()  # as the engine: no AMX buffers (shoal.hardware)
+        self.model = ll.llama_model_load_from_file(str(path).encode(), model_params)
         params = ll.llama_context_default_params()
         params.n_ctx, params.n_batch, params.n_ubatch, params.n_seq_max = CTX, 2048, 512, 64
         params.n_threads = params.n_threads_batch = THREADS
@@ -119,21 +125,10 @@ def peer_run(base: str, streams: int, new_tokens: int) -> tuple[int, float]:
     return asyncio.run(_http_run(f"{base}/v1/completions", bodies))
 
 
-def _start(cmd: list[str], port: int, log: Path, ready: str) -> subprocess.Popen:
+def _start(cmd: list[str], port: int, log: Path) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    wait_healthy(f"http://127.0.0.1:{port}", proc) if ready == "health" else _wait_models(port, proc)
+    wait_healthy(f"http://127.0.0.1:{port}", proc)
     return proc
-
-
-def _wait_models(port: int, proc: subprocess.Popen) -> None:
-    import httpx
-    for _ in range(600):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise TimeoutError("llama_cpp.server did not start")
 
 
 def main(runs: int = 3, new_tokens: int = 64, streams: str = "1,4,16,32",
@@ -144,12 +139,12 @@ def main(runs: int = 3, new_tokens: int = 64, streams: str = "1,4,16,32",
     shoal_port, peer_port = free_port(), free_port()
     env_engine = [sys.executable, "-m", "shoal.cli", "engine", "--port", str(shoal_port),
                   "--num-threads", str(THREADS), "--max-batch-total-tokens", str(CTX)]
-    peer_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--port", str(peer_port),
-                "--n_ctx", "4096", "--n_threads", str(THREADS), "--n_threads_batch", str(THREADS),
-                "--flash_attn", "true", "--interrupt_requests", "false"]  # queue, do not cut off
+    peer_cmd = [sys.executable, "-m", "shoal.engines.xllamacpp_server", "--model", str(path), "--port",
+                str(peer_port), "--ctx-size", str(CTX), "--parallel", str(max(sizes)), "--kv-unified",
+                "--threads", str(THREADS), "--flash-attn", "on", *([] if use_extra_buffers() else ["--no-repack"])]
     logs = Path(tempfile.mkdtemp(prefix="shoal-engine-bench-"))
-    engine = _start(env_engine, shoal_port, logs / "shoal.log", "health")
-    peer = _start(peer_cmd, peer_port, logs / "peer.log", "models")
+    engine = _start(env_engine, shoal_port, logs / "shoal.log")
+    peer = _start(peer_cmd, peer_port, logs / "peer.log")
     raw = RawLoop(path)
     systems = {"raw": lambda b: raw.run(b, new_tokens),
                "shoal": lambda b: shoal_run(f"http://127.0.0.1:{shoal_port}", b, new_tokens),
@@ -178,15 +173,16 @@ def report(samples: dict[str, dict[int, list[float]]], sizes: list[int], runs: i
            out: Path) -> None:
     med = {name: {b: statistics.median(v) for b, v in per.items()} for name, per in samples.items()}
     table = Table(title=f"Engine tokens/s (median of {runs}), {new_tokens} new tokens per stream, greedy")
-    for col in ("streams", "raw llama_batch", "shoal engine (HTTP)", "llama_cpp.server", "shoal / raw",
-                "shoal / llama_cpp.server"):
+    for col in ("streams", "raw llama_batch", "shoal engine (HTTP)", "llama-server", "shoal / raw",
+                "shoal / llama-server"):
         table.add_column(col, justify="right")
     for b in sizes:
         table.add_row(str(b), f"{med['raw'][b]:.1f}", f"{med['shoal'][b]:.1f}", f"{med['peer'][b]:.1f}",
                       f"{med['shoal'][b] / med['raw'][b]:.0%}", f"{med['shoal'][b] / med['peer'][b]:.2f}x")
     console.print(table)
     out.write_text(json.dumps({"runs": runs, "new_tokens": new_tokens, "samples": samples, "median": med,
-                               "cpu_count": os.cpu_count()}, indent=2))
+                               "cpu_count": os.cpu_count(), "cpu": describe_cpu(), "peer": "llama-server (xllamacpp)"},
+                              indent=2))
     console.print(f"wrote {out}")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ import botocore.config
 import httpx
 import openai
 import pytest
-from helpers import server_process
+from helpers import free_port, server_process
 
 from shoal.errors import ShoalError
 from shoal.sdk import Model, ResourceRequirements, Session, ShoalApiError
@@ -160,13 +161,24 @@ def test_stand_in_copy_that_never_answers_hits_the_first_byte_timeout_in_every_f
         predictor.delete_endpoint(cascade=True)
 
 
-def test_warm_up_decodes_before_health_says_200(server: str, tmp_path_factory: pytest.TempPathFactory) -> None:
-    session = Session(server)
-    predictor = Model("gemma-3-270m", name="warm", session=session).deploy("warm", resources=ONE_CORE)
+def test_warm_up_decodes_before_health_says_200(tmp_path: Path) -> None:
+    """The engine answers /health 503 until its model thread has decoded once."""
+    port = free_port()
+    log = tmp_path / "engine.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "shoal.cli", "engine", "--port", str(port)], stdout=out,
+                                stderr=subprocess.STDOUT)
     try:
-        assert session.component("warm")["copies"][0]["status"] == "InService"
-        (log,) = Path(tmp_path_factory.getbasetemp()).rglob("warm-0.log")
-        text = log.read_text()
-        assert text.index("warm-up decode done") < text.index("listening on")  # decoded before serving
+        answers: list[tuple[int, bool]] = []  # (status, warm-up logged by then)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (answers and answers[-1][0] == 200):
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code
+                answers.append((status, "warm-up decode done" in log.read_text()))
+            except httpx.HTTPError:
+                time.sleep(0.01)
+        assert answers and answers[-1] == (200, True)
+        assert all(status == 503 for status, _ in answers[:-1])
     finally:
-        predictor.delete_endpoint(cascade=True)
+        proc.terminate()
+        proc.wait(30)

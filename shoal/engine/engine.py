@@ -133,6 +133,8 @@ class Engine:
     def check_healthy(self) -> None:
         if not self.scheduler.alive:
             raise ApiError(503, "the model loop is not running", "unhealthy")
+        if not self.scheduler.warmed_up.is_set():
+            raise ApiError(503, "warming up: the first decode has not finished", "unhealthy")
 
 
 ENGINE_KEY = web.AppKey("engine", Engine)

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def load_runner(settings: EngineSettings) -> LlamaCppRunner:
-    """Load the model, then decode once: a model that cannot run here fails before /health says 200."""
+    """Load the model (the scheduler's thread decodes once before /health says 200)."""
     path = resolve(settings.model_id)
     extra_buffers = use_extra_buffers(settings.extra_buffers)
     with Progress(TextColumn("loading {task.description}"), BarColumn(), TimeElapsedColumn(),
@@ -35,8 +35,6 @@ def load_runner(settings: EngineSettings) -> LlamaCppRunner:
     log.info("loaded %s (%s, %s) with %d threads on %s; extra CPU weight buffers %s", runner.info.model_id,
              runner.info.description, runner.info.device, settings.threads, describe_cpu(),
              "on" if extra_buffers else "off")
-    runner.warm_up()
-    log.info("warm-up decode done")
     return runner
 
 
