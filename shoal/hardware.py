@@ -3,9 +3,10 @@
 llama.cpp places weights in "extra" CPU buffer types when the CPU supports them: AMX tiles on Intel
 Xeons with AMX, and repacked (interleaved) blocks for Q4_0 / Q4_K / IQ4_NL on AVX2 and newer. Its AMX
 path segfaults in the first decode (llama.cpp #20824), and llama.cpp can only switch the extra buffer
-types on or off together (`use_extra_bufts`). So: on a CPU with AMX they are off; elsewhere they are on
-(repacking is faster there: `python benchmarks/cpu_buffers.py`). SHOAL_CPU_EXTRA_BUFFERS=on|off|auto
-overrides.
+types on or off together (`use_extra_bufts`). So `auto` turns them off on a CPU with AMX, and off on
+AVX-512 CPUs, where repacking measured no faster (`python benchmarks/cpu_buffers.py`: prefill 0.94x,
+decode 1.00-1.02x on an AMD EPYC with AVX-512); on AVX2-only CPUs it keeps llama.cpp's default (on),
+whose repacked kernels were written for AVX2. SHOAL_CPU_EXTRA_BUFFERS=on|off|auto overrides.
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def use_extra_buffers(setting: ExtraBuffers | str = ExtraBuffers.AUTO, flags: fr
     """Whether llama.cpp may put weights in its extra CPU buffer types (AMX, repacked blocks)."""
     choice = ExtraBuffers(setting)
     if choice is ExtraBuffers.AUTO:
-        return not has_amx(flags)
+        flags = cpu_info()[1] if flags is None else flags
+        return not has_amx(flags) and "avx512f" not in flags
     return choice is ExtraBuffers.ON
 
 
