@@ -217,14 +217,15 @@ def list_all(url: Url = f"http://127.0.0.1:{DEFAULT_PORT}") -> None:
     from shoal.sdk import Session
 
     session = Session(url)
-    table = Table("endpoint", "instances", "routing", "component", "model", "copies", "status")
+    table = Table("endpoint", "instances", "routing", "component", "model", "engine", "copies", "status")
     for ep in session.endpoints():
         spec = ep["spec"]
         comps = session.components(spec["name"]) or [None]
         for c in comps:
             table.add_row(spec["name"], f"{spec['instance_type']} x{spec['instance_count']}", spec["routing"],
-                          *(("", "", "", ep["status"]) if c is None else (
-                              c["spec"]["name"], c["spec"]["model_id"], _copies(c), c["status"])))
+                          *(("", "", "", "", ep["status"]) if c is None else (
+                              c["spec"]["name"], c["spec"]["model_id"], c["spec"]["engine"], _copies(c),
+                              c["status"])))
     table_console().print(table)
 
 
@@ -248,8 +249,8 @@ def _show_component(view: dict) -> None:
     spec = view["spec"]
     reason = f" ({view['reason']})" if view.get("reason") else ""
     console = table_console()
-    console.print(f"[bold]{spec['name']}[/bold] on {spec['endpoint']}: {spec['model_id']}, "
-                    f"{view['status']}{reason}")
+    console.print(f"[bold]{spec['name']}[/bold] on {spec['endpoint']}: {spec['model_id']} "
+                  f"(engine {spec['engine']}), {view['status']}{reason}")
     table = Table("copy", "status", "instance", "accelerators", "cores", "memory MB", "address", "pid",
                   "restarts", "in flight", "reason")
     for r in view["copies"]:
