@@ -83,6 +83,11 @@ def server(
     crash_window: Annotated[float, typer.Option(help="Seconds over which restarts are counted")] = 600.0,
     allow_command_engine: Annotated[bool, typer.Option(
         help="Let components run any command line as their engine (engine `command`)")] = False,
+    api_keys: Annotated[Optional[Path], typer.Option(
+        envvar="SHOAL_API_KEYS_FILE", help="JSON file of API keys (`shoal keys create`); also SHOAL_API_KEYS")] = None,
+    insecure: Annotated[bool, typer.Option(help="Serve a non-loopback address without API keys")] = False,
+    model_dir: Annotated[Optional[list[Path]], typer.Option(
+        help="Where local model files may be (repeatable; default ~/.shoal/models, ~/.cache, the working dir)")] = None,
     runtime: Annotated[str, typer.Option(help="Where copies run: local (processes here) or ray")] = "local",
     ray_address: Annotated[str, typer.Option(help="Ray cluster: auto, local (start one), or host:port")] = "auto",
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
@@ -91,12 +96,13 @@ def server(
     _setup_logging(log_level)
     from shoal.control.supervisor import SupervisionSettings
     from shoal.gateway.upstream import GatewaySettings
+    from shoal.security.keys import load_keys
     from shoal.server import DEFAULT_STATE_DIR, ServerOptions, make_runtime, run_server
 
     options = ServerOptions(
         default_component, GatewaySettings(max_queue, queue_timeout, first_byte_timeout),
         SupervisionSettings(probe_interval, probe_timeout, probe_failures, crash_limit, crash_window),
-        allow_command_engine)
+        allow_command_engine, load_keys(api_keys), insecure, tuple(model_dir) if model_dir else None)
     asyncio.run(run_server(host, port, state_dir or DEFAULT_STATE_DIR, make_runtime(runtime, ray_address), options))
 
 
@@ -173,6 +179,7 @@ def _pairs(items: list[str]) -> list[tuple[str, str]]:
 
 # -- client commands (talk to a running server) ---------------------------------------------
 Url = Annotated[str, typer.Option("--url", envvar="SHOAL_URL", help="The shoal server")]
+# Client commands send SHOAL_API_KEY (if set) as `Authorization: Bearer`: see shoal.sdk.Session.
 
 
 @app.command()
@@ -217,21 +224,32 @@ def list_all(url: Url = f"http://127.0.0.1:{DEFAULT_PORT}") -> None:
     from shoal.sdk import Session
 
     session = Session(url)
-    table = Table("endpoint", "instances", "routing", "component", "model", "engine", "copies", "status")
+    table = Table("endpoint", "instances", "routing", "component", "model", "engine", "copies", "status",
+                  "last scaling")
     for ep in session.endpoints():
         spec = ep["spec"]
         comps = session.components(spec["name"]) or [None]
         for c in comps:
             table.add_row(spec["name"], f"{spec['instance_type']} x{spec['instance_count']}", spec["routing"],
-                          *(("", "", "", "", ep["status"]) if c is None else (
+                          *(("", "", "", "", ep["status"], "") if c is None else (
                               c["spec"]["name"], c["spec"]["model_id"], c["spec"]["engine"], _copies(c),
-                              c["status"])))
+                              c["status"], _last_scaling(c))))
     table_console().print(table)
 
 
 def _copies(c: dict) -> str:
+    """In service / desired (+ draining)."""
     serving = sum(1 for r in c["copies"] if r["status"] == "InService")
-    return f"{serving}/{len(c['copies'])}"
+    draining = f" (+{c['draining_copies']} draining)" if c.get("draining_copies") else ""
+    return f"{serving}/{c.get('desired_copies', len(c['copies']))}{draining}"
+
+
+def _last_scaling(c: dict) -> str:
+    if not (auto := c.get("autoscaling")) or not (a := auto.get("last_activity")):
+        return "" if not auto else "-"
+    import time
+
+    return f"{a['cause']} ({a['status']}, {time.time() - a['started_at']:.0f}s ago)"
 
 
 @app.command()
@@ -251,6 +269,13 @@ def _show_component(view: dict) -> None:
     console = table_console()
     console.print(f"[bold]{spec['name']}[/bold] on {spec['endpoint']}: {spec['model_id']} "
                   f"(engine {spec['engine']}), {view['status']}{reason}")
+    if auto := view.get("autoscaling"):
+        console.print(f"copies: {_copies(view)} in service/desired; autoscaling {auto['min_copies']}-"
+                      f"{auto['max_copies']} copies, {', '.join(auto['targets']) or 'no target tracking'}"
+                      + (f" (cooldowns: out {auto['scale_out_cooldown_s']}s, in {auto['scale_in_cooldown_s']}s)"
+                         if auto["targets"] else ""), markup=False)
+        if a := auto.get("last_activity"):
+            console.print(f"last scaling: {_last_scaling(view)}: {a['message'] or a['status']}", markup=False)
     table = Table("copy", "status", "instance", "accelerators", "cores", "memory MB", "address", "pid",
                   "restarts", "in flight", "reason")
     for r in view["copies"]:
@@ -314,6 +339,30 @@ def delete(
     typer.echo(f"deleted {name}")
 
 
+keys_app = typer.Typer(no_args_is_help=True, help="API keys for `shoal server --api-keys FILE`.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="A name for the key (shown in logs instead of the secret)")],
+    scope: Annotated[str, typer.Option(help="admin (everything) or invoke (inference routes only)")] = "invoke",
+    file: Annotated[Path, typer.Option(help="The key file to add it to")] = Path.home() / ".shoal" / "keys.json",
+) -> None:
+    """Make a key and add it to the key file; print its secret once."""
+    from shoal.security.keys import Scope, append_key, new_key
+
+    try:
+        key = new_key(name, Scope(scope))
+    except ValueError:
+        raise typer.BadParameter(f"--scope must be admin or invoke, not {scope!r}") from None
+    append_key(file, key)
+    typer.echo(f"added key {name!r} ({scope}) to {file}\n"
+               f"  Bearer token (SHOAL_API_KEY, OpenAI api_key): {key.secret.get_secret_value()}\n"
+               f"  AWS credentials (boto3, sagemaker SDK): aws_access_key_id={key.access_key_id} "
+               f"aws_secret_access_key={key.secret.get_secret_value()}")
+
+
 @app.command()
 def bench(
     url: Url = f"http://127.0.0.1:{DEFAULT_PORT}",
@@ -358,6 +407,98 @@ def bench(
                      max_new_tokens, vary_prompts, prompts_file, sample, tokenizer, slo, out, deploy_model,
                      [Config.parse(c) for c in config or []])
     asyncio.run(run(plan))
+
+
+@app.command("plan")
+def plan_command(
+    model: Annotated[Optional[str], typer.Argument(
+        help="A known model (llama-2-13b, or its Hugging Face id) or a config.json path (or its folder)")] = None,
+    seed: Annotated[bool, typer.Option("--seed", help="The seed's table: Llama 2 7B/13B/70B, fp16 and GPTQ")] = False,
+    instance_type: Annotated[str, typer.Option(help="Instance type")] = "ml.p4d.24xlarge",
+    quantize: Annotated[Optional[str], typer.Option(
+        help="HF_MODEL_QUANTIZE: gptq, awq, bitsandbytes, eetq, fp8, ... or a GGUF type (default fp16)")] = None,
+    max_batch_total_tokens: Annotated[int, typer.Option(min=1, help="MAX_BATCH_TOTAL_TOKENS (the KV cache)")] = 16384,
+    max_total_tokens: Annotated[int, typer.Option(min=1, help="MAX_TOTAL_TOKENS")] = 4096,
+    kv_cache_dtype: Annotated[str, typer.Option(help="KV_CACHE_DTYPE: fp16, bf16, fp8")] = "fp16",
+    cpus: Annotated[Optional[float], typer.Option(help="CPU cores per copy (default 1; --seed: 10)")] = None,
+    memory: Annotated[Optional[int], typer.Option(
+        help="MinMemoryRequiredInMb per copy (default 1024; --seed: 102400)")] = None,
+    prompt_tokens: Annotated[int, typer.Option(min=1, help="Roofline: prompt tokens per request")] = 1000,
+    new_tokens: Annotated[int, typer.Option(min=1, help="Roofline: new tokens per request")] = 50,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """Which copies of a model fit an instance type and why, with a roofline requests/s (nothing is downloaded)."""
+    import json
+
+    from rich.table import Table
+
+    from shoal.control import plan as planning
+
+    if seed == (model is not None):
+        raise typer.BadParameter("give a MODEL or --seed")
+    limits = planning.Limits(max_batch_total_tokens, max_total_tokens, kv_cache_dtype=kv_cache_dtype)
+    workload = planning.Workload(prompt_tokens, new_tokens)
+    plans = (planning.seed_plans(instance_type, limits, workload, cpus, memory) if seed else
+             [planning.plan(model or "", instance_type, quantize, limits, workload, cpus, memory)])
+    if json_output:
+        typer.echo(json.dumps(planning.as_json(plans, seed), indent=2))
+    else:
+        headers, rows = planning.table_rows(plans, seed)
+        table = Table(*headers)
+        for row in rows:
+            table.add_row(*row)
+        console = table_console()
+        console.print(planning.heading(plans[0]), markup=False, highlight=False)
+        console.print(table)
+        for line in planning.notes(plans):
+            console.print(line, markup=False, highlight=False)
+    if not seed and not plans[0].copies:
+        raise typer.Exit(1)
+
+
+@app.command()
+def autoscale(
+    name: Annotated[str, typer.Argument(help="Inference component name")],
+    min_copies: Annotated[Optional[int], typer.Option("--min", min=0, help="Fewest copies (0: scale to zero)")] = None,
+    max_copies: Annotated[Optional[int], typer.Option("--max", min=0, help="Most copies")] = None,
+    target_concurrency: Annotated[Optional[float], typer.Option(
+        help="Target requests per copy, in flight + queued")] = None,
+    target_invocations: Annotated[Optional[float], typer.Option(
+        help="Target invocations per copy per minute")] = None,
+    scale_out_cooldown: Annotated[int, typer.Option(help="Seconds the copies a scale-out asked for count as "
+                                                         "serving")] = 300,
+    scale_in_cooldown: Annotated[int, typer.Option(help="Seconds of lower load before a scale-in, and between "
+                                                        "two")] = 300,
+    cold_start_timeout: Annotated[float, typer.Option(help="Seconds a request at zero copies waits for one "
+                                                           "before a 503")] = 300.0,
+    off: Annotated[bool, typer.Option("--off", help="Stop autoscaling (the copies stay as they are)")] = False,
+    url: Url = f"http://127.0.0.1:{DEFAULT_PORT}",
+) -> None:
+    """Autoscale a component's copies (target tracking, scale to zero), or show its policy and activities."""
+    import time
+
+    from rich.table import Table
+
+    from shoal.sdk import Predictor, Session
+
+    session = Session(url)
+    predictor = Predictor(session.component(name)["spec"]["endpoint"], name, session)
+    if off:
+        predictor.autoscale(None)
+        typer.echo(f"{name}: autoscaling off")
+        return
+    if (min_copies is None) != (max_copies is None):
+        raise typer.BadParameter("give both --min and --max (or neither, to show the policy)")
+    state = predictor.autoscaling() if min_copies is None else predictor.autoscale(
+        min_copies, max_copies, target_concurrency=target_concurrency, target_invocations=target_invocations,
+        scale_out_cooldown=scale_out_cooldown, scale_in_cooldown=scale_in_cooldown,
+        cold_start_timeout=cold_start_timeout)
+    _show_component(predictor.describe())
+    table = Table("started", "from", "to", "cause", "status", "outcome")
+    for a in state["activities"][:10]:
+        table.add_row(time.strftime("%H:%M:%S", time.localtime(a["started_at"])), str(a["from_copies"]),
+                      str(a["to_copies"]), a["cause"], a["status"], a["message"] or "")
+    table_console().print(table)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from shoal.errors import ApiError
 
@@ -45,13 +46,31 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return json_response({"error": exc.reason, "error_type": "http"}, exc.status)
+        kept = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}  # 405 must say what is
+        return json_response({"error": exc.reason, "error_type": "http"}, exc.status, kept)
     except (ConnectionResetError, OSError) as exc:  # the client went away mid-response
         log.debug("client disconnected: %s", exc)
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response({"error": "internal server error", "error_type": "internal"}, 500)
+
+
+def _is_malformed_request(record: logging.LogRecord) -> bool:
+    return bool(record.exc_info and isinstance(record.exc_info[1], BadHttpMessage))
+
+
+class _QuietMalformedRequests(logging.Filter):
+    """aiohttp answers a request it cannot parse with 400 and logs a traceback at ERROR; keep it at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _is_malformed_request(record):
+            log.debug("malformed request refused with 400: %s", record.exc_info[1])  # type: ignore[index]
+            return False
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_QuietMalformedRequests())
 
 
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:

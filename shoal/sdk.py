@@ -32,11 +32,13 @@ class ShoalApiError(ShoalError):
 
 
 class Session:
-    """A connection to a shoal server."""
+    """A connection to a shoal server; `api_key` (default: SHOAL_API_KEY) is sent as a Bearer token."""
 
-    def __init__(self, url: str = DEFAULT_URL, timeout: float = 300.0) -> None:
+    def __init__(self, url: str = DEFAULT_URL, timeout: float = 300.0, api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        key = api_key or os.environ.get("SHOAL_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else None
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         try:
@@ -188,6 +190,25 @@ class Predictor:
             body["Environment"] = env
         self.session.call("PATCH", f"/api/inference-components/{self._require_component()}", body)
         return self.wait() if wait else self.describe()
+
+    def autoscale(self, min_copies: int | None, max_copies: int | None = None, target_concurrency: float | None = None,
+                  target_invocations: float | None = None, scale_out_cooldown: int = 300, scale_in_cooldown: int = 300,
+                  cold_start_timeout: float = 300.0) -> dict[str, Any] | None:
+        """Autoscale the component's copies between `min_copies` (0: scale to zero; requests then wait for a copy
+        to start) and `max_copies`, tracking requests per copy (in flight + queued) and/or invocations per copy
+        per minute; `autoscale(None)` stops autoscaling. Returns the policy, copies and activities."""
+        path = f"/api/inference-components/{self._require_component()}/autoscaling"
+        if min_copies is None:
+            self.session.call("DELETE", path)
+            return None
+        return self.session.call("PUT", path, {
+            "MinCapacity": min_copies, "MaxCapacity": max_copies, "TargetConcurrency": target_concurrency,
+            "TargetInvocationsPerCopyPerMinute": target_invocations, "ScaleOutCooldown": scale_out_cooldown,
+            "ScaleInCooldown": scale_in_cooldown, "ColdStartTimeout": cold_start_timeout})
+
+    def autoscaling(self) -> dict[str, Any]:
+        """The autoscaling policy, desired and current copies, and scaling activities (newest first)."""
+        return self.session.call("GET", f"/api/inference-components/{self._require_component()}/autoscaling")
 
     def delete_inference_component(self) -> None:
         self.session.call("DELETE", f"/api/inference-components/{self._require_component()}")

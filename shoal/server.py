@@ -11,7 +11,9 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shoal.apidoc import ApiDoc, Op, Reply
 from shoal.control.api import ControlApi
+from shoal.control.autoscaling.scaler import Autoscaler
 from shoal.control.controller import Controller
 from shoal.control.store import StateStore
 from shoal.control.supervisor import SupervisionSettings
@@ -20,7 +22,10 @@ from shoal.gateway.pool import RoutingTable
 from shoal.gateway.routes import GatewayRoutes
 from shoal.gateway.upstream import GatewaySettings, Upstreams
 from shoal.http import api_errors, serve
+from shoal.models.registry import default_model_dirs
 from shoal.runtime.base import Runtime
+from shoal.security.keys import KeyRing
+from shoal.security.middleware import check_exposure, require_keys
 
 log = logging.getLogger(__name__)
 DEFAULT_STATE_DIR = Path.home() / ".shoal"
@@ -32,6 +37,9 @@ class ServerOptions:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     supervision: SupervisionSettings = field(default_factory=SupervisionSettings)
     allow_command_engine: bool = False  # components may run any command line (engine `command`)
+    keys: KeyRing = field(default_factory=lambda: KeyRing([]))  # API keys; none: no authentication
+    insecure: bool = False  # serve a non-loopback address without keys
+    model_dirs: tuple[Path, ...] | None = None  # where local model files may be (None: DEFAULT_MODEL_DIRS)
 
 
 def make_runtime(kind: str = "local", ray_address: str = "auto") -> Runtime:
@@ -56,13 +64,19 @@ async def _health(_request: web.Request) -> web.StreamResponse:
     return web.Response(text="ok")
 
 
-def build_app(controller: Controller, upstreams: Upstreams, default_component: str | None = None) -> web.Application:
-    app = web.Application(middlewares=[api_errors], client_max_size=16 << 20)
-    ControlApi(controller).add_to(app)
-    GatewayRoutes(controller.table, upstreams, default_component).add_to(app)
-    app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/health", _health)
-    app.router.add_get("/ping", _health)
+def build_app(controller: Controller, upstreams: Upstreams, default_component: str | None = None,
+              keys: KeyRing | None = None, scaler: Autoscaler | None = None) -> web.Application:
+    middlewares = [api_errors, require_keys(keys)] if keys else [api_errors]
+    app = web.Application(middlewares=middlewares, client_max_size=16 << 20)
+    doc = ApiDoc()
+    ControlApi(controller, scaler).add_to(app, doc)
+    GatewayRoutes(controller.table, upstreams, default_component).add_to(app, doc)
+    doc.add(app, Op("GET", "/metrics", _metrics, "Prometheus metrics", "operations",
+                    replies=(Reply(200, media_type="text/plain"),)))
+    for path in ("/health", "/ping"):
+        doc.add(app, Op("GET", path, _health, "The server is up", "operations",
+                        replies=(Reply(200, media_type="text/plain"),), open=True))
+    doc.serve(app)
     return app
 
 
@@ -71,14 +85,17 @@ async def run_server(host: str, port: int, state_dir: Path, runtime: Runtime | N
                      on_ready: Callable[[Controller], Awaitable[None]] | None = None) -> None:
     """Serve until SIGINT/SIGTERM; then stop every copy. `on_ready` runs once the port is open."""
     options = options or ServerOptions()
+    check_exposure(host, options.keys, options.insecure)
     store = StateStore(state_dir / "state.db")
     table = RoutingTable(options.gateway.max_queue, options.gateway.queue_timeout_s)
     controller = Controller(store, runtime or make_runtime(), state_dir, table, options.supervision,
-                            options.allow_command_engine)
+                            options.allow_command_engine, options.model_dirs or default_model_dirs())
     upstreams = Upstreams(table, options.gateway)
     await upstreams.start()
     await controller.restore()
-    site = await serve(build_app(controller, upstreams, options.default_component), host, port)
+    scaler = Autoscaler(controller, store)  # autoscaling policies: decisions every second, scale from zero
+    await scaler.start()
+    site = await serve(build_app(controller, upstreams, options.default_component, options.keys, scaler), host, port)
     log.info("shoal server on http://%s:%d (state in %s)", host, port, state_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -91,6 +108,7 @@ async def run_server(host: str, port: int, state_dir: Path, runtime: Runtime | N
     finally:
         log.info("stopping: draining copies")
         await site.cleanup()
+        await scaler.stop()
         await controller.close()
         await upstreams.close()
         store.close()

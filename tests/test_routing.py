@@ -51,9 +51,12 @@ def test_prefix_affinity_sticks_then_spills_and_survives_scaling() -> None:
     assert all(router.choose(survivors, k).id == h for k, h in homes.items() if h != homes[b"beta"])
 
 
-def test_every_strategy_is_buildable() -> None:
+def test_every_strategy_is_buildable_and_picks_one_of_the_candidates() -> None:
     for strategy in RoutingStrategy:
-        assert make_router(strategy).choose(replicas(0, 1)) is not None
+        candidates = replicas(0, 1)
+        router = make_router(strategy)
+        picks = {router.choose(candidates, b"key" if router.needs_key else None).id for _ in range(20)}
+        assert picks and picks <= {"c-0", "c-1"}, (strategy, picks)
 
 
 def test_admission_queues_in_order_then_refuses() -> None:

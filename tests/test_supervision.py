@@ -31,6 +31,7 @@ BODY = {"inputs": "The capital of France is", "parameters": {"max_new_tokens": 4
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Quick probes and a low crash limit, so failures show in seconds."""
     with server_process(tmp_path_factory.mktemp("supervision"), "--allow-command-engine", "--probe-interval", "0.5",
+                        "--model-dir", str(tmp_path_factory.getbasetemp()),
                         "--probe-timeout", "1", "--probe-failures", "2", "--crash-limit", "3",
                         "--first-byte-timeout", "3") as url:
         yield url
@@ -81,12 +82,14 @@ def test_an_engine_that_fails_at_startup_says_why(server: str, tmp_path: Path) -
     Session(server).call("DELETE", "/api/endpoints/broken?cascade=true")
 
 
-def test_deploy_refuses_at_once_what_cannot_work(server: str) -> None:
+def test_deploy_refuses_at_once_what_cannot_work(server: str, tmp_path: Path) -> None:
     session = Session(server)
+    (tmp_path / "notes.gguf").write_text("not weights")
     session.call("POST", "/api/endpoints", {"EndpointName": "refusals"})
     spec = {"InferenceComponentName": "bad", "EndpointName": "refusals", "ModelId": "gemma-3-270m"}
     cases = [
-        ({"ModelId": "/etc/hostname"}, "is not a GGUF file"),
+        ({"ModelId": str(tmp_path / "notes.gguf")}, "is not a GGUF file"),
+        ({"ModelId": "/etc/hostname"}, "'/etc/hostname' is outside the server's model directories"),
         ({"ModelId": "no-such-model"}, "is not on this machine"),
         ({"Engine": "nope"}, "unknown engine 'nope'; known: shoal, llama-server, vllm, sglang, tgi, command"),
         ({"Engine": "llama-server", "Environment": {"MAX_INPUT_LENGTH": "512"}},

@@ -7,22 +7,31 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from shoal.apidoc import ApiDoc, Op, Param, Reply
+from shoal.control.autoscaling.policy import AutoscalingSpec, AutoscalingState
+from shoal.control.autoscaling.scaler import Autoscaler
 from shoal.control.controller import Controller
-from shoal.control.models import ComponentSpec, ComponentUpdate, EndpointSpec
+from shoal.control.models import ComponentSpec, ComponentUpdate, ComponentView, EndpointSpec, EndpointView
+from shoal.engine.responses import ErrorBody
 from shoal.errors import ApiError
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 
 
 async def _body(request: web.Request, model: type[SpecT]) -> SpecT:
+    """The request body as `model`, strictly typed (a string is not a number); 400 saying what is wrong."""
     try:
-        return model.model_validate(orjson.loads(await request.read()))
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"the request body is not JSON: {exc}", "ValidationException") from None
+        return model.model_validate_json(await request.read() or b"null", strict=True)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in exc.errors())
-        raise ApiError(400, problems, "ValidationException") from None
+        if exc.errors()[0]["type"] == "json_invalid":
+            raise ApiError(400, f"the request body is not JSON: {exc.errors()[0]['msg']}", "ValidationException") \
+                from None
+        raise ApiError(400, _problems(exc), "ValidationException") from None
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in exc.errors())
 
 
 def _json(data: BaseModel | list[Any], status: int = 200) -> web.Response:
@@ -31,8 +40,9 @@ def _json(data: BaseModel | list[Any], status: int = 200) -> web.Response:
 
 
 class ControlApi:
-    def __init__(self, controller: Controller) -> None:
+    def __init__(self, controller: Controller, scaler: Autoscaler | None = None) -> None:
         self.c = controller
+        self.scaler = scaler
 
     async def create_endpoint(self, request: web.Request) -> web.StreamResponse:
         return _json(self.c.create_endpoint(await _body(request, EndpointSpec)), 201)
@@ -65,14 +75,75 @@ class ControlApi:
         await self.c.delete_component(request.match_info["name"])
         return web.Response(status=204)
 
-    def add_to(self, app: web.Application) -> None:
-        r = app.router
-        r.add_post("/api/endpoints", self.create_endpoint)
-        r.add_get("/api/endpoints", self.list_endpoints)
-        r.add_get("/api/endpoints/{name}", self.describe_endpoint)
-        r.add_delete("/api/endpoints/{name}", self.delete_endpoint)
-        r.add_post("/api/inference-components", self.create_component)
-        r.add_get("/api/inference-components", self.list_components)
-        r.add_get("/api/inference-components/{name}", self.describe_component)
-        r.add_patch("/api/inference-components/{name}", self.update_component)
-        r.add_delete("/api/inference-components/{name}", self.delete_component)
+    # -- autoscaling ------------------------------------------------------------------------------------
+    def _autoscaling(self, name: str) -> AutoscalingState:
+        assert self.scaler is not None
+        view = self.c.component_view(name)
+        if (policy := self.scaler.get(name)) is None:
+            raise ApiError(404, f"Inference component \"{name}\" has no autoscaling policy.", "ValidationException")
+        return AutoscalingState(policy=policy, desired_copies=view.desired_copies, current_copies=view.current_copies,
+                                activities=self.scaler.history(name))
+
+    async def put_autoscaling(self, request: web.Request) -> web.StreamResponse:
+        assert self.scaler is not None
+        name, spec = request.match_info["name"], await _body(request, AutoscalingSpec)
+        self.c.component(name)
+        try:
+            self.scaler.put(spec.policy(name))
+        except ValidationError as exc:
+            raise ApiError(400, _problems(exc), "ValidationException") from None
+        return _json(self._autoscaling(name))
+
+    async def get_autoscaling(self, request: web.Request) -> web.StreamResponse:
+        return _json(self._autoscaling(request.match_info["name"]))
+
+    async def delete_autoscaling(self, request: web.Request) -> web.StreamResponse:
+        assert self.scaler is not None
+        self._autoscaling(request.match_info["name"])
+        self.scaler.delete(request.match_info["name"])
+        return web.Response(status=204)
+
+    def add_to(self, app: web.Application, doc: ApiDoc) -> None:
+        endpoint, component = Param("name", description="endpoint name"), Param("name", description="component name")
+        errors = (Reply(400, ErrorBody, description="bad input, or copies that do not fit (what is short)"),
+                  Reply(404, ErrorBody, description="no such endpoint or component"))
+        conflict = Reply(409, ErrorBody, description="exists already, or still in use")
+        for op in (
+            Op("POST", "/api/endpoints", self.create_endpoint, "Create an endpoint", "control", EndpointSpec,
+               (Reply(201, EndpointView), *errors, conflict)),
+            Op("GET", "/api/endpoints", self.list_endpoints, "List endpoints", "control",
+               replies=(Reply(200, EndpointView, many=True),)),
+            Op("GET", "/api/endpoints/{name}", self.describe_endpoint, "Describe an endpoint", "control",
+               replies=(Reply(200, EndpointView), *errors), params=(endpoint,)),
+            Op("DELETE", "/api/endpoints/{name}", self.delete_endpoint, "Delete an endpoint", "control",
+               replies=(Reply(204), *errors, conflict),
+               params=(endpoint, Param("cascade", "query", "also delete its inference components", "boolean"))),
+            Op("POST", "/api/inference-components", self.create_component, "Deploy an inference component",
+               "control", ComponentSpec, (Reply(201, ComponentView), *errors, conflict)),
+            Op("GET", "/api/inference-components", self.list_components, "List inference components", "control",
+               replies=(Reply(200, ComponentView, many=True),),
+               params=(Param("endpoint", "query", "only this endpoint's"),)),
+            Op("GET", "/api/inference-components/{name}", self.describe_component, "Describe an inference "
+               "component and its copies", "control", replies=(Reply(200, ComponentView), *errors),
+               params=(component,)),
+            Op("PATCH", "/api/inference-components/{name}", self.update_component, "Scale or update an inference "
+               "component", "control", ComponentUpdate, (Reply(200, ComponentView), *errors, conflict),
+               params=(component,)),
+            Op("DELETE", "/api/inference-components/{name}", self.delete_component, "Delete an inference "
+               "component (its copies drain first)", "control", replies=(Reply(204), *errors), params=(component,)),
+        ):
+            doc.add(app, op)
+        if self.scaler is None:
+            return
+        for op in (
+            Op("PUT", "/api/inference-components/{name}/autoscaling", self.put_autoscaling, "Set a component's "
+               "autoscaling policy (min/max copies, targets, cooldowns)", "control", AutoscalingSpec,
+               (Reply(200, AutoscalingState), *errors), params=(component,)),
+            Op("GET", "/api/inference-components/{name}/autoscaling", self.get_autoscaling, "A component's "
+               "autoscaling policy and scaling activities", "control", replies=(Reply(200, AutoscalingState), *errors),
+               params=(component,)),
+            Op("DELETE", "/api/inference-components/{name}/autoscaling", self.delete_autoscaling, "Stop autoscaling "
+               "a component (its copies stay as they are)", "control", replies=(Reply(204), *errors),
+               params=(component,)),
+        ):
+            doc.add(app, op)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
+from shoal.control.autoscaling.policy import AutoscalingView
 from shoal.control.models import ComponentSpec, ComponentUpdate, ComponentView, CopyStatus, EndpointSpec, \
     EndpointView, Status
 from shoal.control.placement import Holder, PlacementError, place
@@ -20,8 +22,9 @@ from shoal.control.store import StateStore
 from shoal.control.supervisor import WATCH_INTERVAL_S, SupervisionSettings, Supervisor
 from shoal.engines import EngineConfigError, engine_kind
 from shoal.engines.base import Limits
-from shoal.errors import ApiError
+from shoal.errors import ApiError, ModelNotFoundError
 from shoal.gateway.pool import PoolConfig, RoutingTable
+from shoal.models.registry import check_model_location, default_model_dirs
 from shoal.runtime.base import Runtime, Slot
 
 log = logging.getLogger(__name__)
@@ -41,14 +44,17 @@ def invalid(message: str) -> ApiError:
 
 class Controller:
     def __init__(self, store: StateStore, runtime: Runtime, state_dir: Path, table: RoutingTable | None = None,
-                 supervision: SupervisionSettings | None = None, allow_command_engine: bool = False) -> None:
+                 supervision: SupervisionSettings | None = None, allow_command_engine: bool = False,
+                 model_dirs: tuple[Path, ...] = ()) -> None:
         self.store = store
         self.runtime = runtime
         self.table = table or RoutingTable()
         self.supervisor = Supervisor(runtime, self.table, state_dir / "logs", supervision)
         self.allow_command_engine = allow_command_engine
+        self.model_dirs = model_dirs or default_model_dirs()
         self.endpoints: dict[str, EndpointSpec] = {}
         self.components: dict[str, Component] = {}
+        self.autoscaling_view: Callable[[str], AutoscalingView | None] = lambda _name: None  # set by the autoscaler
 
     # -- lifecycle ----------------------------------------------------------------------
     async def restore(self) -> None:
@@ -114,7 +120,10 @@ class Controller:
 
     def component_view(self, name: str) -> ComponentView:
         comp = self.component(name)
-        return comp.view([r.view(self.table.in_flight(name, r.id)) for r in comp.replicas])
+        view = comp.view([r.view(self.table.in_flight(name, r.id)) for r in comp.replicas])
+        serving = sum(r.status == CopyStatus.IN_SERVICE for r in comp.replicas)
+        return view.model_copy(update={"desired_copies": len(comp.replicas), "current_copies": serving,
+                                       "draining_copies": len(comp.leaving), "autoscaling": self.autoscaling_view(name)})
 
     def list_components(self, endpoint: str | None = None) -> list[ComponentView]:
         return [self.component_view(name) for name, c in self.components.items() if endpoint in (None, c.spec.endpoint)]
@@ -125,8 +134,10 @@ class Controller:
             raise invalid("engine 'command' runs any command line on this server; it is off unless the server "
                           "is started with --allow-command-engine")
         try:
+            if spec.engine != "command":  # a command line was allowed by the operator: it decides
+                check_model_location(spec.model_id, self.model_dirs)
             engine_kind(spec.engine).check(spec.deployment())
-        except EngineConfigError as exc:
+        except (EngineConfigError, ModelNotFoundError) as exc:
             raise invalid(str(exc)) from None
 
     def create_component(self, spec: ComponentSpec) -> ComponentView:

@@ -5,10 +5,12 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shoal.control.resources import ComputeRequirements, instance_type
+from shoal.control.autoscaling.policy import AutoscalingView
+from shoal.control.resources import CATALOG, ComputeRequirements, instance_type
 from shoal.engines import DEFAULT_ENGINE, ENGINES, Deployment, EngineProtocol
 from shoal.gateway.routing import RoutingStrategy
 from shoal.runtime.base import Slot
+from shoal.security.environment import SAFE_ENV_SCHEMA, check_environment
 
 # SageMaker's EndpointName / InferenceComponentName pattern.
 NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
@@ -36,7 +38,7 @@ class _Spec(BaseModel):
 
 class EndpointSpec(_Spec):
     name: str = Field(pattern=NAME_PATTERN, alias="EndpointName")
-    instance_type: str = Field("local", alias="InstanceType")
+    instance_type: str = Field("local", alias="InstanceType", json_schema_extra={"enum": ["local", *CATALOG]})
     instance_count: int = Field(1, ge=1, le=64, alias="InitialInstanceCount")
     routing: RoutingStrategy = Field(RoutingStrategy.LEAST_OUTSTANDING_REQUESTS, alias="RoutingStrategy")
 
@@ -50,15 +52,20 @@ class EndpointSpec(_Spec):
 class ComponentSpec(_Spec):
     name: str = Field(pattern=NAME_PATTERN, alias="InferenceComponentName")
     endpoint: str = Field(pattern=NAME_PATTERN, alias="EndpointName")
-    model_id: str = Field(min_length=1, alias="ModelId")
-    env: dict[str, str] = Field(default_factory=dict, alias="Environment")
+    model_id: str = Field(min_length=1, alias="ModelId", json_schema_extra={"examples": ["gemma-3-270m"]})
+    env: dict[str, str] = Field(default_factory=dict, alias="Environment", json_schema_extra=SAFE_ENV_SCHEMA)
     compute: ComputeRequirements = Field(default_factory=ComputeRequirements,
                                          alias="ComputeResourceRequirements")
     startup_timeout_s: int = Field(600, ge=1, le=3600, alias="ContainerStartupHealthCheckTimeoutInSeconds")
     copies: int = Field(1, ge=0, le=1024, alias="CopyCount")
-    engine: str = Field(DEFAULT_ENGINE, alias="Engine")
+    engine: str = Field(DEFAULT_ENGINE, alias="Engine", json_schema_extra={"enum": list(ENGINES)})
     engine_command: str | None = Field(None, alias="EngineCommand")  # the `command` engine's command line
     engine_protocol: EngineProtocol | None = Field(None, alias="EngineProtocol")  # the `command` engine's
+
+    @field_validator("env")
+    @classmethod
+    def _safe_env(cls, env: dict[str, str]) -> dict[str, str]:
+        return dict(check_environment(env))
 
     @field_validator("engine")
     @classmethod
@@ -75,7 +82,12 @@ class ComponentSpec(_Spec):
 
 class ComponentUpdate(_Spec):
     copies: int | None = Field(None, ge=0, le=1024, alias="CopyCount")
-    env: dict[str, str] | None = Field(None, alias="Environment")
+    env: dict[str, str] | None = Field(None, alias="Environment", json_schema_extra=SAFE_ENV_SCHEMA)
+
+    @field_validator("env")
+    @classmethod
+    def _safe_env(cls, env: dict[str, str] | None) -> dict[str, str] | None:
+        return None if env is None else dict(check_environment(env))
 
 
 class CopyView(BaseModel):
@@ -96,6 +108,10 @@ class ComponentView(BaseModel):
     status: Status
     reason: str | None = None
     copies: list[CopyView] = []
+    desired_copies: int = 0  # copies asked for (CopyCount), starting ones included
+    current_copies: int = 0  # copies in service
+    draining_copies: int = 0  # scaled in, finishing their requests
+    autoscaling: AutoscalingView | None = None  # its policy and last scaling activity, if it has one
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 

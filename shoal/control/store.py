@@ -7,11 +7,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from shoal.control.autoscaling.policy import ScalingPolicy
 from shoal.control.models import ComponentSpec, EndpointSpec
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoints (name TEXT PRIMARY KEY, spec TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS components (name TEXT PRIMARY KEY, endpoint TEXT NOT NULL, spec TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scaling_policies (component TEXT PRIMARY KEY, policy TEXT NOT NULL);
 """
 
 
@@ -43,6 +45,18 @@ class StateStore:
     def components(self) -> list[ComponentSpec]:
         rows = self._db.execute("SELECT spec FROM components ORDER BY rowid").fetchall()
         return [ComponentSpec.model_validate_json(r[0]) for r in rows]
+
+    # -- autoscaling: a component's bounds and scaling policies (Application Auto Scaling's target) ----------
+    def put_scaling_policy(self, policy: ScalingPolicy) -> None:
+        self._db.execute("INSERT OR REPLACE INTO scaling_policies VALUES (?, ?)",
+                         (policy.component, policy.model_dump_json()))
+
+    def delete_scaling_policy(self, component: str) -> None:
+        self._db.execute("DELETE FROM scaling_policies WHERE component = ?", (component,))
+
+    def scaling_policies(self) -> list[ScalingPolicy]:
+        rows = self._db.execute("SELECT policy FROM scaling_policies ORDER BY rowid").fetchall()
+        return [ScalingPolicy.model_validate_json(r[0]) for r in rows]
 
     def close(self) -> None:
         self._db.close()

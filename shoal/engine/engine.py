@@ -15,7 +15,7 @@ from shoal.engine.runners.base import ModelRunner
 from shoal.engine.sampling import SamplingParams
 from shoal.engine.scheduler import ErrorEvent, Event, Scheduler, Sequence, TokenEvent
 from shoal.engine.settings import EngineSettings
-from shoal.engine.validation import check_parameters
+from shoal.engine.validation import check_parameters, empty_inputs, inputs_too_long, total_too_long
 from shoal.errors import ApiError, overloaded_error, validation_error
 from shoal.models import chat
 
@@ -60,22 +60,20 @@ class Engine:
         check_parameters(p, s, stream)
         best_of = p.best_of or 1
         if not inputs:
-            raise validation_error("`inputs` cannot be empty")
+            raise validation_error(empty_inputs())
         prompt = self.runner.tokenize(inputs, add_special)
         if p.truncate is not None and len(prompt) > p.truncate:
             prompt = prompt[-p.truncate:]
         if len(prompt) > s.max_input_length:
-            raise validation_error(f"`inputs` must have less than {s.max_input_length} tokens. "
-                                   f"Given: {len(prompt)}")
+            raise validation_error(inputs_too_long(s.max_input_length, len(prompt)))
         max_new = p.max_new_tokens or default_max_new_tokens or (s.max_total_tokens - len(prompt))
         if len(prompt) + max_new > s.max_total_tokens:
-            raise validation_error(
-                f"`inputs` tokens + `max_new_tokens` must be <= {s.max_total_tokens}. "
-                f"Given: {len(prompt)} `inputs` tokens and {max_new} `max_new_tokens`")
+            raise validation_error(total_too_long(s.max_total_tokens, len(prompt), max_new))
         sampling = SamplingParams(do_sample=p.do_sample, temperature=p.temperature, top_k=p.top_k,
                                   top_p=p.top_p, typical_p=p.typical_p,
                                   repetition_penalty=p.repetition_penalty,
-                                  frequency_penalty=p.frequency_penalty, top_n_tokens=p.top_n_tokens or 0)
+                                  frequency_penalty=p.frequency_penalty, presence_penalty=p.presence_penalty,
+                                  top_n_tokens=p.top_n_tokens or 0)
         if sampling.do_sample:
             sampling.seed = p.seed if p.seed is not None else random.getrandbits(63)
         return Prepared(inputs, prompt, max_new, sampling, tuple(p.stop), p.details,

@@ -11,7 +11,7 @@ from aiohttp import web
 from shoal.engine.engine import ENGINE_KEY, Engine, Prepared
 from shoal.engine.protocol import ChatCompletionRequest, CompletionRequest, GenerateParameters, parse_body
 from shoal.engine.scheduler import ErrorEvent, Finish, Token, TokenEvent
-from shoal.errors import validation_error
+from shoal.engine.validation import check_openai
 from shoal.http import json_response, sse, start_sse
 
 FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}
@@ -21,16 +21,14 @@ Chunk = Callable[[str, list[TokenEvent], Finish | None], dict[str, Any]]  # text
 def _parameters(body: ChatCompletionRequest | CompletionRequest, max_new: int | None,
                 top_n: int | None) -> GenerateParameters:
     """OpenAI's sampling defaults: temperature 1 samples, temperature 0 is greedy."""
-    if body.n != 1:
-        raise validation_error("`n` must be 1: shoal returns one choice per request")
+    check_openai(body)
     temperature = 1.0 if body.temperature is None else body.temperature
-    if temperature < 0:
-        raise validation_error("`temperature` must be >= 0")
     top_p = None if body.top_p in (None, 1.0) else body.top_p
     return GenerateParameters(max_new_tokens=max_new, do_sample=temperature > 0,
                               temperature=temperature if temperature not in (0, 1.0) else None,
                               top_p=top_p, stop=body.stops(), seed=body.seed,
-                              frequency_penalty=body.frequency_penalty or None, top_n_tokens=top_n)
+                              frequency_penalty=body.frequency_penalty or None,
+                              presence_penalty=body.presence_penalty or None, top_n_tokens=top_n)
 
 
 def _strip_stop(text: str, finish: Finish, stops: tuple[str, ...]) -> str:
@@ -92,8 +90,7 @@ def _chat_logprobs(events: list[TokenEvent]) -> dict[str, Any] | None:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE_KEY]
     body = parse_body(await request.read(), ChatCompletionRequest)
-    if not body.messages:
-        raise validation_error("`messages` cannot be empty")
+    check_openai(body)  # before the chat template sees the messages
     prompt = engine.render_chat([{"role": m.role, "content": m.text()} for m in body.messages])
     params = _parameters(body, body.max_completion_tokens or body.max_tokens,
                          body.top_logprobs if body.logprobs else None)

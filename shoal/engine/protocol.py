@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shoal.errors import ApiError, validation_error
 
@@ -15,35 +14,42 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+def documented(**bounds: float) -> Any:
+    """Bounds for the OpenAPI document only: the rules table (shoal.engine.validation) enforces them, in
+    TGI's and OpenAI's own words, which pydantic's would not be."""
+    return Field(None, json_schema_extra=bounds)  # type: ignore[arg-type]
+
+
 class GenerateParameters(_Body):
-    best_of: int | None = None
+    best_of: int | None = documented(minimum=1)
     decoder_input_details: bool = False
     details: bool = False
     do_sample: bool = False
-    frequency_penalty: float | None = None
-    max_new_tokens: int | None = None
-    repetition_penalty: float | None = None
+    frequency_penalty: float | None = documented(minimum=-2, maximum=2)
+    presence_penalty: float | None = documented(minimum=-2, maximum=2)  # OpenAI's, for the OpenAI routes
+    max_new_tokens: int | None = documented(minimum=1)
+    repetition_penalty: float | None = documented(exclusiveMinimum=0)
     return_full_text: bool | None = None
-    seed: int | None = None
-    stop: list[str] = []
-    temperature: float | None = None
-    top_k: int | None = None
-    top_n_tokens: int | None = None
-    top_p: float | None = None
-    truncate: int | None = None
-    typical_p: float | None = None
+    seed: int | None = documented(minimum=0, maximum=2**64 - 1)
+    stop: list[str] = Field([], json_schema_extra={"maxItems": 4})
+    temperature: float | None = documented(exclusiveMinimum=0)
+    top_k: int | None = documented(minimum=1)
+    top_n_tokens: int | None = documented(minimum=0, maximum=5)
+    top_p: float | None = documented(exclusiveMinimum=0, exclusiveMaximum=1)
+    truncate: int | None = documented(minimum=1)
+    typical_p: float | None = documented(exclusiveMinimum=0, exclusiveMaximum=1)
     watermark: bool = False
 
 
 class GenerateRequest(_Body):
-    inputs: str
+    inputs: str = Field(json_schema_extra={"minLength": 1})
     parameters: GenerateParameters = GenerateParameters()
     stream: bool = False
 
 
 class TokenizeRequest(_Body):
     inputs: str
-    parameters: GenerateParameters = GenerateParameters()
+    parameters: dict[str, Any] = {}  # accepted as TGI's clients send it, and unused
 
 
 class ChatMessage(_Body):
@@ -62,33 +68,33 @@ class StreamOptions(_Body):
 
 class _OpenAICommon(_Body):
     model: str | None = None
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: str | list[str] | None = None
+    max_tokens: int | None = documented(minimum=1)
+    temperature: float | None = documented(minimum=0, maximum=2)
+    top_p: float | None = documented(exclusiveMinimum=0, maximum=1)
+    stop: str | list[str] | None = Field(None, json_schema_extra={"maxItems": 4})
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
-    n: int = 1
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
+    seed: int | None = documented(minimum=0, maximum=2**64 - 1)
+    n: int = Field(1, json_schema_extra={"minimum": 1, "maximum": 1})
+    frequency_penalty: float | None = documented(minimum=-2, maximum=2)
+    presence_penalty: float | None = documented(minimum=-2, maximum=2)
 
     def stops(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
 
 class ChatCompletionRequest(_OpenAICommon):
-    messages: list[ChatMessage]
-    max_completion_tokens: int | None = None
+    messages: list[ChatMessage] = Field(json_schema_extra={"minItems": 1})
+    max_completion_tokens: int | None = documented(minimum=1)
     logprobs: bool = False
-    top_logprobs: int | None = None
+    top_logprobs: int | None = documented(minimum=0, maximum=5)
 
 
 class CompletionRequest(_OpenAICommon):
-    prompt: str | list[str]
+    prompt: str | list[str] = Field(json_schema_extra={"minLength": 1, "minItems": 1, "maxItems": 1})
     echo: bool = False
-    logprobs: int | None = None
-    max_tokens: int | None = 16  # OpenAI's default for completions
+    logprobs: int | None = documented(minimum=0, maximum=5)
+    max_tokens: int | None = Field(16, json_schema_extra={"minimum": 1})  # OpenAI's default for completions
 
     def prompt_text(self) -> str:
         if isinstance(self.prompt, str):
@@ -99,15 +105,14 @@ class CompletionRequest(_OpenAICommon):
 
 
 def parse_body(raw: bytes, model: type[BodyT]) -> BodyT:
-    """Parse a JSON body into `model`, answering 422 with a readable message as TGI does."""
+    """Parse a JSON body into `model` strictly, as TGI's serde does (a string or 1.5 is not an integer),
+    answering 422 with a readable message as TGI does."""
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(422, f"Failed to parse the request body as JSON: {exc}", "validation") from None
-    try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw or b"null", strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            raise ApiError(422, f"Failed to parse the request body as JSON: {first['msg']}", "validation") from None
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise ApiError(422, f"Failed to deserialize the JSON body into the target type: {where}: "
                             f"{first['msg']}", "validation") from None

@@ -23,6 +23,7 @@ class SamplingParams:
     typical_p: float | None = None
     repetition_penalty: float | None = None
     frequency_penalty: float | None = None
+    presence_penalty: float | None = None  # OpenAI's: once per token already generated
     seed: int | None = None
     top_n_tokens: int = 0
 
@@ -34,7 +35,8 @@ class SamplingParams:
 
     @property
     def plain_greedy(self) -> bool:
-        return not self.do_sample and self.repetition_penalty in (None, 1.0) and not self.frequency_penalty
+        return (not self.do_sample and self.repetition_penalty in (None, 1.0) and not self.frequency_penalty
+                and not self.presence_penalty)
 
 
 @dataclass
@@ -64,9 +66,10 @@ class Sampler:
             ids = np.fromiter(self.seen, dtype=np.int64)
             picked = scores[ids]
             scores[ids] = np.where(picked > 0, picked / p.repetition_penalty, picked * p.repetition_penalty)
-        if p.frequency_penalty and self.counts:
+        if (p.frequency_penalty or p.presence_penalty) and self.counts:
             ids = np.fromiter(self.counts.keys(), dtype=np.int64)
-            scores[ids] -= p.frequency_penalty * np.fromiter(self.counts.values(), dtype=np.float32)
+            counts = np.fromiter(self.counts.values(), dtype=np.float32)
+            scores[ids] -= (p.frequency_penalty or 0.0) * counts + (p.presence_penalty or 0.0)
         if not p.do_sample:
             logprobs = _log_softmax(scores)
             token = int(np.argmax(scores))

@@ -62,6 +62,9 @@ class EngineSettings(BaseModel):
 
     @model_validator(mode="after")
     def _tgi_startup_checks(self) -> EngineSettings:
+        if self.quantize not in (None, ""):
+            raise ValueError(f"HF_MODEL_QUANTIZE={self.quantize}: a GGUF model is quantized when the file is made; "
+                             f"deploy the GGUF file of the quantization you want")
         if self.max_input_length is None:
             self.max_input_length = max(1, min(1024, self.max_total_tokens - 1))
         if self.max_batch_prefill_tokens is None:

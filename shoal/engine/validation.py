@@ -1,14 +1,21 @@
-"""TGI's rules for generation parameters, with TGI's own messages (router/src/validation.rs).
+"""Every rule a generation request must keep, in one table, with the words each rule answers in.
 
-Used by the built-in engine and by the gateway when it translates a TGI request for an engine that
-speaks OpenAI, so a request is judged the same whichever engine serves it.
+TGI's parameter rules carry TGI's own messages (router/src/validation.rs); OpenAI's carry OpenAI-style
+ones. The built-in engine applies them, and so does the gateway when it translates a TGI request for an
+engine that speaks OpenAI, so a request is judged the same whichever engine serves it. Rules that need
+the tokenizer (prompt length, `inputs` + `max_new_tokens`) live in Engine.prepare and take their
+messages from here.
 """
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
-from shoal.engine.protocol import GenerateParameters
+from shoal.engine.protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, GenerateParameters
 from shoal.errors import validation_error
+
+T = TypeVar("T")
 
 
 class ParameterLimits(Protocol):
@@ -18,44 +25,120 @@ class ParameterLimits(Protocol):
     max_input_length: int
 
 
+@dataclass(frozen=True)
+class Check:
+    """What a rule sees: the parameters, the server's limits, and whether the request streams."""
+
+    p: GenerateParameters
+    limits: ParameterLimits
+    stream: bool
+
+
+@dataclass(frozen=True)
+class Rule(Generic[T]):
+    """A request breaks the rule when `broken` says so; it is then answered 422 with `message`."""
+
+    name: str
+    broken: Callable[[T], bool]
+    message: Callable[[T], str]
+
+
+def _sampling_asked(p: GenerateParameters) -> bool:
+    return bool(p.do_sample or p.temperature or p.top_k or p.top_p or p.typical_p)
+
+
+def _outside(value: float | None, low: float, high: float, open_ends: bool = False) -> bool:
+    if value is None:
+        return False
+    return not (low < value < high) if open_ends else not (low <= value <= high)
+
+
+TGI_RULES: tuple[Rule[Check], ...] = (
+    Rule("best_of range", lambda c: c.p.best_of is not None and not 0 < c.p.best_of <= c.limits.max_best_of,
+         lambda c: f"`best_of` must be > 0 and <= {c.limits.max_best_of}. Given: {c.p.best_of}"),
+    Rule("best_of needs sampling", lambda c: (c.p.best_of or 1) > 1 and not _sampling_asked(c.p),
+         lambda c: "you must use sampling when `best_of` is > 1"),
+    Rule("best_of without seed", lambda c: (c.p.best_of or 1) > 1 and c.p.seed is not None,
+         lambda c: "`seed` must not be set when `best_of` > 1"),
+    Rule("best_of not streamed", lambda c: (c.p.best_of or 1) > 1 and c.stream,
+         lambda c: "`best_of` != 1 is not supported when streaming tokens"),
+    Rule("temperature", lambda c: c.p.temperature is not None and c.p.temperature <= 0,
+         lambda c: "`temperature` must be strictly positive"),
+    Rule("repetition_penalty", lambda c: c.p.repetition_penalty is not None and c.p.repetition_penalty <= 0,
+         lambda c: "`repetition_penalty` must be strictly positive"),
+    Rule("frequency_penalty", lambda c: _outside(c.p.frequency_penalty, -2.0, 2.0),
+         lambda c: "`frequency_penalty` must be >= -2.0 and <= 2.0"),
+    Rule("presence_penalty", lambda c: _outside(c.p.presence_penalty, -2.0, 2.0),
+         lambda c: "`presence_penalty` must be >= -2.0 and <= 2.0"),
+    Rule("top_p", lambda c: _outside(c.p.top_p, 0.0, 1.0, open_ends=True),
+         lambda c: "`top_p` must be > 0.0 and < 1.0"),
+    Rule("typical_p", lambda c: _outside(c.p.typical_p, 0.0, 1.0, open_ends=True),
+         lambda c: "`typical_p` must be > 0.0 and < 1.0"),
+    Rule("top_k", lambda c: c.p.top_k is not None and c.p.top_k <= 0, lambda c: "`top_k` must be strictly positive"),
+    Rule("max_new_tokens", lambda c: c.p.max_new_tokens is not None and c.p.max_new_tokens <= 0,
+         lambda c: "`max_new_tokens` must be strictly positive"),
+    Rule("seed", lambda c: c.p.seed is not None and not 0 <= c.p.seed < 2**64,
+         lambda c: f"`seed` must be >= 0 and < 2^64. Given: {c.p.seed}"),
+    Rule("stop count", lambda c: len(c.p.stop) > c.limits.max_stop_sequences,
+         lambda c: f"`stop` supports up to {c.limits.max_stop_sequences} stop sequences. Given: {len(c.p.stop)}"),
+    Rule("top_n_tokens", lambda c: not 0 <= (c.p.top_n_tokens or 0) <= c.limits.max_top_n_tokens,
+         lambda c: f"`top_n_tokens` must be >= 0 and <= {c.limits.max_top_n_tokens}. Given: {c.p.top_n_tokens}"),
+    Rule("decoder_input_details not streamed", lambda c: c.p.decoder_input_details and c.stream,
+         lambda c: "`decoder_input_details` == true is not supported when streaming tokens"),
+    Rule("truncate", lambda c: c.p.truncate is not None and not 0 < c.p.truncate < c.limits.max_input_length,
+         lambda c: f"`truncate` must be strictly positive and less than {c.limits.max_input_length}. "
+                   f"Given: {c.p.truncate}"),
+)
+
+OpenAIRequest = ChatCompletionRequest | CompletionRequest
+OPENAI_RULES: tuple[Rule[OpenAIRequest], ...] = (
+    Rule("n", lambda b: b.n != 1, lambda b: "`n` must be 1: shoal returns one choice per request"),
+    Rule("temperature", lambda b: _outside(b.temperature, 0.0, 2.0), lambda b: "`temperature` must be >= 0 and <= 2"),
+    Rule("top_p", lambda b: _outside(b.top_p, 0.0, 1.0) or b.top_p == 0.0, lambda b: "`top_p` must be > 0 and <= 1"),
+    Rule("max_tokens", lambda b: b.max_tokens is not None and b.max_tokens <= 0,
+         lambda b: "`max_tokens` must be strictly positive"),
+    Rule("frequency_penalty", lambda b: _outside(b.frequency_penalty, -2.0, 2.0),
+         lambda b: "`frequency_penalty` must be >= -2.0 and <= 2.0"),
+    Rule("presence_penalty", lambda b: _outside(b.presence_penalty, -2.0, 2.0),
+         lambda b: "`presence_penalty` must be >= -2.0 and <= 2.0"),
+)
+MESSAGE_RULES: tuple[Rule[Sequence[ChatMessage]], ...] = (
+    Rule("messages", lambda m: not m, lambda m: "`messages` cannot be empty"),
+)
+
+
+def first_broken(rules: Sequence[Rule[T]], subject: T) -> str | None:
+    return next((rule.message(subject) for rule in rules if rule.broken(subject)), None)
+
+
+def _enforce(rules: Sequence[Rule[T]], subject: T) -> None:
+    if (message := first_broken(rules, subject)) is not None:
+        raise validation_error(message)
+
+
 def check_parameters(p: GenerateParameters, limits: ParameterLimits, stream: bool) -> None:
-    """Raise a 422 with TGI's message for the first rule `p` breaks (rules that need no tokenizer)."""
-    best_of = p.best_of or 1
-    if p.best_of is not None:
-        if not 0 < best_of <= limits.max_best_of:
-            raise validation_error(f"`best_of` must be > 0 and <= {limits.max_best_of}. Given: {best_of}")
-        if best_of > 1:
-            if not (p.do_sample or p.temperature or p.top_k or p.top_p or p.typical_p):
-                raise validation_error("you must use sampling when `best_of` is > 1")
-            if p.seed is not None:
-                raise validation_error("`seed` must not be set when `best_of` > 1")
-            if stream:
-                raise validation_error("`best_of` != 1 is not supported when streaming tokens")
-    if p.temperature is not None and p.temperature <= 0:
-        raise validation_error("`temperature` must be strictly positive")
-    if p.repetition_penalty is not None and p.repetition_penalty <= 0:
-        raise validation_error("`repetition_penalty` must be strictly positive")
-    if p.frequency_penalty is not None and not -2.0 <= p.frequency_penalty <= 2.0:
-        raise validation_error("`frequency_penalty` must be >= -2.0 and <= 2.0")
-    if p.top_p is not None and not 0.0 < p.top_p < 1.0:
-        raise validation_error("`top_p` must be > 0.0 and < 1.0")
-    if p.typical_p is not None and not 0.0 < p.typical_p < 1.0:
-        raise validation_error("`typical_p` must be > 0.0 and < 1.0")
-    if p.top_k is not None and p.top_k <= 0:
-        raise validation_error("`top_k` must be strictly positive")
-    if p.max_new_tokens is not None and p.max_new_tokens <= 0:
-        raise validation_error("`max_new_tokens` must be strictly positive")
-    if len(p.stop) > limits.max_stop_sequences:
-        raise validation_error(
-            f"`stop` supports up to {limits.max_stop_sequences} stop sequences. Given: {len(p.stop)}")
-    top_n = p.top_n_tokens or 0
-    if not 0 <= top_n <= limits.max_top_n_tokens:
-        raise validation_error(f"`top_n_tokens` must be >= 0 and <= {limits.max_top_n_tokens}. Given: {top_n}")
-    if p.decoder_input_details and stream:
-        raise validation_error("`decoder_input_details` == true is not supported when streaming tokens")
-    if p.truncate is not None and not 0 < p.truncate < limits.max_input_length:
-        raise validation_error(f"`truncate` must be strictly positive and less than "
-                               f"{limits.max_input_length}. Given: {p.truncate}")
+    """422 with TGI's message for the first TGI rule `p` breaks."""
+    _enforce(TGI_RULES, Check(p, limits, stream))
+
+
+def check_openai(body: OpenAIRequest) -> None:
+    """422 for the first OpenAI rule `body` breaks (its messages too, for chat)."""
+    _enforce(OPENAI_RULES, body)
+    if isinstance(body, ChatCompletionRequest):
+        _enforce(MESSAGE_RULES, body.messages)
+
+
+def empty_inputs() -> str:
+    return "`inputs` cannot be empty"
+
+
+def inputs_too_long(max_input_length: int, given: int) -> str:
+    return f"`inputs` must have less than {max_input_length} tokens. Given: {given}"
+
+
+def total_too_long(max_total_tokens: int, prompt: int, max_new: int) -> str:
+    return (f"`inputs` tokens + `max_new_tokens` must be <= {max_total_tokens}. "
+            f"Given: {prompt} `inputs` tokens and {max_new} `max_new_tokens`")
 
 
 def is_sampling(p: GenerateParameters) -> bool:

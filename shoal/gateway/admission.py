@@ -9,7 +9,11 @@ from shoal.errors import ApiError
 
 class Admission:
     """`acquire()` returns at once while the component has room; otherwise the request waits in a
-    queue of at most `max_queue`, for at most `queue_timeout_s`. Beyond either: 429 with Retry-After."""
+    queue of at most `max_queue`, for at most `queue_timeout_s`. Beyond either: 429 with Retry-After.
+
+    With no copy in service and a `cold_start_timeout_s`, a request waits in the same queue for a copy
+    to start, for at most that long; beyond the queue or the timeout: 503 (nothing is overloaded: there
+    is no copy yet)."""
 
     def __init__(self, per_copy_limit: int, max_queue: int, queue_timeout_s: float) -> None:
         self.per_copy_limit = per_copy_limit
@@ -25,22 +29,29 @@ class Admission:
     def _room(self, copies: int) -> bool:
         return self.in_flight < self.per_copy_limit * copies
 
-    async def acquire(self, copies: int) -> None:
+    async def acquire(self, copies: int, cold_start_timeout_s: float | None = None) -> None:
         if self._room(copies) and not self._waiters:
             self.in_flight += 1
             return
+        starting = copies == 0 and cold_start_timeout_s is not None
         if len(self._waiters) >= self.max_queue:
+            if starting:
+                raise unavailable(f"no copy is in service yet and {self.max_queue} requests are already waiting "
+                                  f"for one to start")
             raise overloaded(f"all copies are busy and {self.max_queue} requests are already waiting")
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        timeout_s = cold_start_timeout_s if starting else self.queue_timeout_s
         try:
-            await asyncio.wait_for(waiter, self.queue_timeout_s)  # wake() counts us in before resolving
+            await asyncio.wait_for(waiter, timeout_s)  # wake() counts us in before resolving
         except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
             if waiter.done() and not waiter.cancelled():  # admitted just as we gave up
                 self.release(copies)
             elif waiter in self._waiters:
                 self._waiters.remove(waiter)
             if isinstance(exc, asyncio.TimeoutError):
+                if starting:
+                    raise unavailable(f"no copy came into service within {timeout_s:g}s") from None
                 raise overloaded(f"no copy was free within {self.queue_timeout_s:g}s") from None
             raise
 
@@ -59,3 +70,7 @@ class Admission:
 
 def overloaded(detail: str) -> ApiError:
     return ApiError(429, f"Model is overloaded: {detail}", "overloaded")
+
+
+def unavailable(detail: str) -> ApiError:
+    return ApiError(503, f"Service unavailable: {detail}", "unavailable")

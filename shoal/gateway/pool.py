@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from shoal.engines.base import EngineProtocol
 from shoal.gateway.admission import Admission
+from shoal.gateway.metrics import ComponentStats
 from shoal.gateway.routing import Router, RoutingStrategy, make_router
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ def _no_op(_copy_id: str) -> None:
     return None
 
 
+OnDemand = Callable[[], "str | None"]
+
+
 @dataclass(eq=False)
 class Pool:
     """One component behind the gateway: its copies, router and admission queue."""
@@ -78,6 +82,15 @@ class Pool:
     status: Callable[[], str] = lambda: "InService"  # the component's status, for error messages
     on_suspect: Callable[[str], None] = _no_op  # a copy kept a request waiting too long: probe it now
     backends: list[Backend] = field(default_factory=list)
+    stats: ComponentStats | None = None  # SageMaker's per-component counts (metrics)
+    # Scale from zero: when set, a request that finds no copy in service calls it and waits in the queue
+    # (at most `cold_start_timeout_s`) for a copy to start; it returns why no copy can start, or None.
+    on_demand: OnDemand | None = None
+    cold_start_timeout_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.stats is None:
+            self.stats = ComponentStats(self.config.endpoint, self.config.name)
 
     @property
     def name(self) -> str:
@@ -113,8 +126,15 @@ class RoutingTable:
         pool = Pool(config, make_router(self.endpoints[config.endpoint]),
                     Admission(config.per_copy_limit, self.max_queue, self.queue_timeout_s), status, on_suspect,
                     old.backends if old else [])
+        if old and old.config.endpoint == config.endpoint:  # re-published (an update): counts and scaling stay
+            pool.stats, pool.on_demand, pool.cold_start_timeout_s = old.stats, old.on_demand, old.cold_start_timeout_s
         self.pools[config.name] = pool
         return pool
+
+    def set_on_demand(self, component: str, on_demand: OnDemand | None, cold_start_timeout_s: float = 0.0) -> None:
+        """Let requests that find no copy in service start one and wait for it (None: answer 503 at once)."""
+        if pool := self.pools.get(component):
+            pool.on_demand, pool.cold_start_timeout_s = on_demand, cold_start_timeout_s
 
     def close_pool(self, name: str) -> None:
         self.pools.pop(name, None)

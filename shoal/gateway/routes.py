@@ -15,6 +15,10 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from shoal.apidoc import ApiDoc, Op, Param, Reply
+from shoal.engine.protocol import ChatCompletionRequest, CompletionRequest, GenerateRequest, TokenizeRequest
+from shoal.engine.responses import ChatCompletion, ChatCompletionChunk, Completion, CompletionChunk, ErrorBody, \
+    GenerateResponse, ModelList, OpenAIError, TgiStreamEvent, TokenizedPiece
 from shoal.engines.base import EngineProtocol
 from shoal.errors import ApiError
 from shoal.gateway import metrics
@@ -124,14 +128,15 @@ def sagemaker_pool(table: RoutingTable, endpoint: str, header: str | None) -> Po
                         "SageMaker models.", "validation")
 
 
-def named_pool(table: RoutingTable, name: str | None) -> Pool:
-    """OpenAI's `model`: a component name; with one component, any name reaches it."""
-    if name in table.pools:
-        return table.pools[name]  # type: ignore[index]
-    if len(table.pools) == 1:
-        return next(iter(table.pools.values()))
-    known = ", ".join(table.pools) or "none deployed"
-    raise ApiError(404, f"model '{name}' not found; inference components: {known}", "model_not_found")
+def named_pool(table: RoutingTable, name: object) -> Pool:
+    """OpenAI's `model`: the name of an inference component (GET /v1/models lists them)."""
+    if not isinstance(name, str) or not name:
+        raise ApiError(400, "you must provide a model parameter", "missing_model")
+    if name not in table.pools:
+        known = ", ".join(table.pools) or "none deployed"
+        raise ApiError(404, f"The model `{name}` does not exist or you do not have access to it. "
+                            f"Inference components: {known}.", "model_not_found")
+    return table.pools[name]
 
 
 def _prefix_key(body: bytes) -> bytes | None:
@@ -308,18 +313,42 @@ class GatewayRoutes:
         raise ApiError(400, "the TGI routes need one default inference component: deploy one, start the server "
                             "with --default-component, or use /endpoints/{name}/invocations", "validation")
 
-    def add_to(self, app: web.Application) -> None:
+    def add_to(self, app: web.Application, doc: ApiDoc) -> None:
         app.on_response_prepare.append(_stamp_request_id)
-        sagemaker = _route("sagemaker", _sagemaker_on_error)
-        openai = _route("openai", openai_error)
-        tgi = _route("tgi", tgi_error)
-        app.router.add_post("/endpoints/{endpoint}/invocations", sagemaker(self.invocations))
-        app.router.add_post("/endpoints/{endpoint}/invocations-response-stream", sagemaker(self.invocations_stream))
-        app.router.add_post("/v1/chat/completions", openai(self.openai))
-        app.router.add_post("/v1/completions", openai(self.openai))
-        app.router.add_get("/v1/models", openai(self.models))
-        for path in ("/", "/invocations", "/generate", "/generate_stream", "/tokenize"):
-            app.router.add_post(path, tgi(self.tgi))
+        sagemaker, openai, tgi = (_route("sagemaker", _sagemaker_on_error), _route("openai", openai_error),
+                                  _route("tgi", tgi_error))
+        tgi_errors = tuple(Reply(s, ErrorBody) for s in (400, 404, 422, 424, 429, 503, 504))
+        openai_errors = tuple(Reply(s, OpenAIError) for s in (400, 404, 422, 429, 503, 504))
+        sagemaker_errors = (Reply(400), Reply(424, description="ModelError: the engine refused or failed"),
+                            Reply(429), Reply(503))
+        tgi_events = (TgiStreamEvent, ErrorBody)
+        endpoint = Param("endpoint", description="endpoint name")
+        for op in (
+            Op("POST", "/endpoints/{endpoint}/invocations", sagemaker(self.invocations), "SageMaker InvokeEndpoint "
+               "(header X-Amzn-SageMaker-Inference-Component picks the component)", "sagemaker", GenerateRequest,
+               (Reply(200, GenerateResponse, many=True, events=tgi_events), *sagemaker_errors), (endpoint,)),
+            Op("POST", "/endpoints/{endpoint}/invocations-response-stream", sagemaker(self.invocations_stream),
+               "SageMaker InvokeEndpointWithResponseStream (AWS event stream)", "sagemaker", GenerateRequest,
+               (Reply(200, media_type="application/vnd.amazon.eventstream"), *sagemaker_errors), (endpoint,)),
+            Op("POST", "/v1/chat/completions", openai(self.openai), "OpenAI chat completions; `model` names the "
+               "inference component", "openai", ChatCompletionRequest,
+               (Reply(200, ChatCompletion, events=(ChatCompletionChunk, ErrorBody), done=True), *openai_errors)),
+            Op("POST", "/v1/completions", openai(self.openai), "OpenAI completions", "openai", CompletionRequest,
+               (Reply(200, Completion, events=(CompletionChunk, ErrorBody), done=True), *openai_errors)),
+            Op("GET", "/v1/models", openai(self.models), "The inference components, as OpenAI models", "openai",
+               replies=(Reply(200, ModelList),)),
+            Op("POST", "/generate", tgi(self.tgi), "TGI generate, on the default component", "tgi", GenerateRequest,
+               (Reply(200, GenerateResponse), *tgi_errors)),
+            Op("POST", "/generate_stream", tgi(self.tgi), "TGI generate_stream (server-sent events)", "tgi",
+               GenerateRequest, (Reply(200, events=tgi_events), *tgi_errors)),
+            Op("POST", "/", tgi(self.tgi), "TGI compat route: a list, or events when `stream`", "tgi",
+               GenerateRequest, (Reply(200, GenerateResponse, many=True, events=tgi_events), *tgi_errors)),
+            Op("POST", "/invocations", tgi(self.tgi), "SageMaker container route on the default component", "tgi",
+               GenerateRequest, (Reply(200, GenerateResponse, many=True, events=tgi_events), *tgi_errors)),
+            Op("POST", "/tokenize", tgi(self.tgi), "TGI tokenize", "tgi", TokenizeRequest,
+               (Reply(200, TokenizedPiece, many=True), *tgi_errors)),
+        ):
+            doc.add(app, op)
 
 
 def _with_stream_flag(body: bytes) -> bytes:
@@ -328,7 +357,7 @@ def _with_stream_flag(body: bytes) -> bytes:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return body
-    if isinstance(data, dict) and not data.get("stream"):
+    if isinstance(data, dict) and data.get("stream", False) is False:  # a bad value is the engine's to refuse
         data["stream"] = True
         return orjson.dumps(data)
     return body

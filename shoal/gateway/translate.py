@@ -62,6 +62,12 @@ def _sampling(p: GenerateParameters) -> dict[str, Any]:
     return out
 
 
+def _penalties(p: GenerateParameters) -> dict[str, float]:
+    """OpenAI's frequency and presence penalties, which every OpenAI-speaking engine takes by these names."""
+    values = {"frequency_penalty": p.frequency_penalty, "presence_penalty": p.presence_penalty}
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def _extras(fields: dict[str, str | None], p: GenerateParameters) -> dict[str, Any]:
     """TGI parameters that the engine names its own way (already checked to exist there)."""
     values = {"top_k": p.top_k, "repetition_penalty": p.repetition_penalty, "typical_p": p.typical_p,
@@ -82,8 +88,7 @@ class OpenAICompletions:
                                 "stream": stream, **_sampling(p), **_extras(self.fields, p)}
         if p.stop:
             body["stop"] = p.stop
-        if p.frequency_penalty is not None:
-            body["frequency_penalty"] = p.frequency_penalty
+        body.update(_penalties(p))
         if p.details or p.top_n_tokens:
             body["logprobs"] = max(1, p.top_n_tokens or 0)
         if stream:
@@ -130,8 +135,7 @@ class LlamaCppCompletion:
                                 **_NEUTRAL_SAMPLERS, **_sampling(p), **_extras(self.fields, p)}
         if p.stop:
             body["stop"] = p.stop
-        if p.frequency_penalty is not None:
-            body["frequency_penalty"] = p.frequency_penalty
+        body.update(_penalties(p))
         if p.details or p.top_n_tokens:
             body["n_probs"] = max(1, p.top_n_tokens or 0)
         return body

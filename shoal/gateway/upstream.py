@@ -92,30 +92,53 @@ class Upstreams:
                    key: bytes | None = None) -> AsyncIterator[Answer]:
         """POST `body` to `path` on one live copy of `pool`; yields its answer. A copy that fails before
         answering is left out and the request goes to another; once a copy answers, that is the answer."""
-        async with self._admitted(pool):
-            answer = await self._first_answer(pool, path, body, content_type, key)
-            try:
-                yield answer
-            finally:
-                answer.response.release()
-                answer.backend.end()
+        stats, started = pool.stats, time.perf_counter()
+        assert stats is not None
+        try:
+            async with self._admitted(pool):
+                sent = time.perf_counter()
+                answer = await self._first_answer(pool, path, body, content_type, key)
+                try:
+                    yield answer
+                finally:
+                    answer.response.release()
+                    answer.backend.end()
+                    stats.answered(answer.status, started, sent, time.perf_counter())
+        except ApiError as exc:
+            if isinstance(exc, FirstByteTimeout):
+                stats.invocations += 1
+                stats.model_errors += 1
+            stats.failed(exc.status)
+            raise
 
     @asynccontextmanager
     async def _admitted(self, pool: Pool) -> AsyncIterator[None]:
         copies = len(pool.serving())
         if not copies:
-            raise ApiError(503, f"inference component \"{pool.name}\" has no copy in service "
-                                f"(status {pool.status()})", "unavailable")
-        pool.admission.wake(copies)  # copies that came into service take queued requests first
-        try:
-            await pool.admission.acquire(copies)
-        except ApiError:
-            metrics.REJECTED.labels(pool.name).inc()
-            raise
+            await self._copy_started(pool)
+        else:
+            pool.admission.wake(copies)  # copies that came into service take queued requests first
+            try:
+                await pool.admission.acquire(copies)
+            except ApiError:
+                metrics.REJECTED.labels(pool.name).inc()
+                raise
         try:
             yield
         finally:
             pool.admission.release(max(1, len(pool.serving())))
+
+    async def _copy_started(self, pool: Pool) -> None:
+        """No copy serves: wait in the queue for one to start if the component can start one (scale from
+        zero), else 503 at once."""
+        why_not = pool.on_demand() if pool.on_demand else "it does not start copies on demand"
+        if why_not is not None:
+            raise ApiError(503, f"inference component \"{pool.name}\" has no copy in service "
+                                f"(status {pool.status()})" + ("" if pool.on_demand is None else f": {why_not}"),
+                           "unavailable")
+        waited = time.perf_counter()
+        await pool.admission.acquire(0, pool.cold_start_timeout_s)
+        metrics.COLD_START_WAIT.labels(pool.name).observe(time.perf_counter() - waited)
 
     async def _first_answer(self, pool: Pool, path: str, body: bytes, content_type: str,
                             key: bytes | None) -> Answer:

@@ -4,7 +4,8 @@ Nothing is downloaded at run time: a hub id that is not on disk fails fast.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,3 +106,33 @@ def resolve(model_id: str) -> Path:
         f"Model '{model_id}' is not on this machine and shoal does not download weights at run time. "
         f"Use a local .gguf path or a registered model ({known})."
     )
+
+
+def default_model_dirs() -> tuple[Path, ...]:
+    """Where a server lets local model files be unless told otherwise (`--model-dir`): ~/.shoal/models,
+    the user's cache directory (~/.cache: Hugging Face's hub cache, the registry's assembled files), and
+    the directory the server was started in (unless that is /)."""
+    home = Path.home()
+    dirs = [home / ".shoal" / "models", Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache")]
+    if Path.cwd() != Path("/"):
+        dirs.append(Path.cwd())
+    return tuple(dirs)
+
+
+def is_local_reference(model_id: str) -> bool:
+    """Whether a model id names a file or directory on this machine (rather than a registered or hub name)."""
+    return model_id.startswith(("/", "./", "../", "~")) or model_id.lower().endswith(".gguf") \
+        or (_lookup(model_id) is None and Path(model_id).exists())
+
+
+def check_model_location(model_id: str, allowed: Sequence[Path]) -> None:
+    """A local model must sit under one of the `allowed` directories (symlinks resolved). Checked before
+    anything is read, so a refused path tells nothing about what it holds."""
+    if not is_local_reference(model_id):
+        return
+    where = Path(model_id).expanduser().resolve()
+    if any(where.is_relative_to(d.expanduser().resolve()) for d in allowed):
+        return
+    raise ModelNotFoundError(f"model {model_id!r} is outside the server's model directories "
+                             f"({', '.join(str(d) for d in allowed)}); put it under one of them or start the "
+                             f"server with --model-dir")

@@ -1,0 +1,158 @@
+"""The shapes of the answers TGI's and OpenAI's routes give, as pydantic models: the OpenAPI document
+(/openapi.json) is generated from them, and the fuzzing test checks every live answer against it."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="allow")  # engines may add fields (usage details, timings)
+
+
+class ErrorBody(_Answer):
+    """TGI's error: 422 validation, 424 generation, 429 overloaded, 503 unavailable, 504 timeout."""
+
+    error: str
+    error_type: str
+
+
+class TokenInfo(_Answer):
+    id: int
+    text: str
+    logprob: float | None = None
+    special: bool = False
+
+
+class Details(_Answer):
+    finish_reason: Literal["length", "eos_token", "stop_sequence"]
+    generated_tokens: int
+    seed: int | None = None
+    prefill: list[TokenInfo] = []
+    tokens: list[TokenInfo] = []
+    top_tokens: list[list[TokenInfo]] = []
+
+
+class GenerateResponse(_Answer):
+    generated_text: str
+    details: Details | None = None
+
+
+class TokenizedPiece(_Answer):
+    id: int
+    text: str
+    start: int
+    stop: int
+
+
+class OpenAIErrorDetail(_Answer):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(_Answer):
+    error: OpenAIErrorDetail
+
+
+class Usage(_Answer):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionChoice(_Answer):
+    index: int
+    text: str
+    logprobs: dict[str, Any] | None = None
+    finish_reason: str | None = None
+
+
+class Completion(_Answer):
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class ChatMessageOut(_Answer):
+    role: str
+    content: str | None = None
+
+
+class ChatChoice(_Answer):
+    index: int
+    message: ChatMessageOut
+    logprobs: dict[str, Any] | None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletion(_Answer):
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage | None = None
+
+
+class ModelCard(_Answer):
+    id: str
+    object: str = "model"
+    created: int = 0
+    owned_by: str
+
+
+class ModelList(_Answer):
+    object: str = "list"
+    data: list[ModelCard]
+
+
+class StreamDetails(_Answer):
+    finish_reason: Literal["length", "eos_token", "stop_sequence"]
+    generated_tokens: int
+    seed: int | None = None
+
+
+class TgiStreamEvent(_Answer):
+    """One server-sent event of TGI's stream: a token; the last one also the text and, if asked, details."""
+
+    index: int
+    token: TokenInfo
+    top_tokens: list[TokenInfo] | None = None
+    generated_text: str | None = None
+    details: StreamDetails | None = None
+
+
+class ChatDelta(_Answer):
+    role: str | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(_Answer):
+    index: int
+    delta: ChatDelta
+    logprobs: dict[str, Any] | None = None
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(_Answer):
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+
+
+class CompletionChunk(_Answer):
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None

@@ -1,0 +1,2 @@
+"""Who may call what: API keys with scopes, checked on every route but /health (docs/architecture.md,
+"Security")."""
