@@ -371,6 +371,11 @@ def bench(
     component: Annotated[Optional[str], typer.Option(help="Inference component (or OpenAI model)")] = None,
     vus: Annotated[Optional[str], typer.Option(help="Closed loop: virtual users per point, e.g. 1,2,4,8")] = None,
     rate: Annotated[Optional[str], typer.Option(help="Open loop: arrivals per second per point, e.g. 1,2,4")] = None,
+    schedule: Annotated[Optional[str], typer.Option(
+        help="Load that changes over time, e.g. ramp:1-16:60,hold:16:60,ramp:16-1:60 (virtual users; stages ramp:A-B:S, "
+             "hold:N:S, step:N:S); records the component's copies over time")] = None,
+    schedule_rate: Annotated[bool, typer.Option(
+        help="The --schedule's values are arrivals per second (open loop), not virtual users")] = False,
     poisson: Annotated[bool, typer.Option(help="Open loop: Poisson arrivals instead of constant")] = False,
     duration: Annotated[float, typer.Option(help="Seconds per point")] = 60.0,
     grace: Annotated[float, typer.Option(help="Seconds open requests may finish after a point")] = 30.0,
@@ -394,14 +399,22 @@ def bench(
     from shoal.bench.sweep import Config, Load
     from shoal.bench.workload import Target
 
-    if (vus is None) == (rate is None):
-        raise typer.BadParameter("give either --vus (closed loop) or --rate (open loop)")
+    if sum(x is not None for x in (vus, rate, schedule)) != 1:
+        raise typer.BadParameter("give one of --vus (closed loop), --rate (open loop) or --schedule")
     if config and not deploy_model:
         raise typer.BadParameter("--config needs --deploy MODEL: each configuration is deployed in turn")
     if kind not in ("shoal", "sagemaker", "tgi", "openai"):
         raise typer.BadParameter(f"unknown --kind '{kind}'")
-    loads = ([Load(vus=int(v)) for v in vus.split(",")] if vus else
-             [Load(rate=float(r), poisson=poisson) for r in (rate or "").split(",")])
+    if schedule:
+        from shoal.bench.schedule import Schedule
+
+        try:
+            loads = [Load(schedule=Schedule.parse(schedule), of_rate=schedule_rate, poisson=poisson)]
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    else:
+        loads = ([Load(vus=int(v)) for v in vus.split(",")] if vus else
+                 [Load(rate=float(r), poisson=poisson) for r in (rate or "").split(",")])
     slo = Slo(slo_ttft, slo_latency, slo_itl) if any(x is not None for x in (slo_ttft, slo_latency, slo_itl)) else None
     plan = BenchPlan(Target(kind, url, endpoint, component, component), loads, duration, grace, prompt_tokens,  # type: ignore[arg-type]
                      max_new_tokens, vary_prompts, prompts_file, sample, tokenizer, slo, out, deploy_model,

@@ -25,6 +25,19 @@ def error_response(error: ApiError, headers: dict[str, str] | None = None) -> we
     return json_response(error.body(), error.status, headers)
 
 
+_OPENAI_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
+                 422: "invalid_request_error", 424: "server_error", 429: "rate_limit_exceeded",
+                 503: "service_unavailable", 504: "timeout"}
+
+
+def openai_error_response(error: ApiError) -> web.Response:
+    """An error in OpenAI's shape, which OpenAI's clients read their message from."""
+    headers = {"Retry-After": "1"} if error.status == 429 else None
+    kind = _OPENAI_TYPES.get(error.status, "api_error")
+    return json_response({"error": {"message": error.message, "type": kind, "param": None,
+                                    "code": error.error_type}}, error.status, headers)
+
+
 def sse(data: Any) -> bytes:
     """One server-sent event holding `data` as JSON (TGI's framing: `data:{...}`)."""
     return b"data:" + orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n\n"

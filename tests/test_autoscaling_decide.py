@@ -201,3 +201,14 @@ def test_policy_edits_replace_by_name() -> None:
     assert [t.target for t in p.tracking] == [8] and p.has("s") and p.from_zero == 1
     assert not p.without("a").has("a") and p.without("s").steps == []
     assert p.describe() == "0-4 copies, concurrency 8 per copy"
+
+
+def test_suspended_scaling_keeps_the_bounds() -> None:
+    out_off = policy(0, 4, tracking(scale_in=60)).model_copy(update={"scale_out_suspended": True})
+    assert decide(out_off, flat(19), 1, NONE, 1000.0) == Decision(1)
+    assert decide(out_off, [Sample(1000.0, 3, 0)], 0, NONE, 1000.0) == Decision(0)
+    assert decide(out_off, flat(0, 60), 2, NONE, 1000.0).desired == 0
+    in_off = policy(1, 4, tracking(scale_in=60)).model_copy(update={"scale_in_suspended": True})
+    assert decide(in_off, flat(0, 60), 3, NONE, 1000.0) == Decision(3)
+    assert decide(in_off, flat(19), 1, NONE, 1000.0).desired == 4
+    assert decide(in_off, flat(0), 0, NONE, 1000.0).desired == 1  # below the minimum all the same

@@ -135,3 +135,63 @@ def test_shoal_bench_cli_against_an_engine(engine_url: str, tmp_path: Path) -> N
     assert all(p["success_pct"] == 100.0 and p["requests"] > 0 for p in data["points"])
     assert all((tmp_path / f).stat().st_size > 0 for f in ("results.csv", "throughput.png", "latency.png"))
     assert "shoal bench" in proc.stdout  # the table (columns are cut to the terminal width)
+
+
+# -- load schedules ---------------------------------------------------------------------------------------------
+def test_schedule_stages() -> None:
+    from shoal.bench.schedule import Schedule
+
+    s = Schedule.parse("ramp:1-16:60,hold:16:60s,step:2:30,ramp:2-0:10")
+    assert (s.duration, s.peak) == (160.0, 16.0)
+    assert [s.at(t) for t in (0, 30, 60, 119, 120, 150, 155, 160, 999)] == [1, 8.5, 16, 16, 2, 2, 1, 0, 0]
+    for bad, why in (("ramp:1:60", "a ramp goes FROM-TO"), ("hold:1-2:5", "a hold has one value"),
+                     ("spike:9:5", "cannot read stage 'spike:9:5'"), ("hold:1:0", "lasts no time"), ("", "empty")):
+        with pytest.raises(ValueError, match=why):
+            Schedule.parse(bad)
+
+
+def test_closed_loop_schedule_adds_users_as_it_goes() -> None:
+    from shoal.bench import timeline
+    from shoal.bench.loadgen import scheduled_users
+    from shoal.bench.schedule import Schedule
+
+    sched = Schedule.parse("hold:2:0.5,hold:4:0.5")
+    run: Run = asyncio.run(_with_upstream(lambda w: scheduled_users(w, sched.at, 4, sched.duration, 1.0)))
+    rows = timeline.build(run, sched, [], bucket_s=0.1)
+    assert max(r["in_flight"] for r in rows[:5]) <= 2 and max(r["in_flight"] for r in rows[6:10]) == 4
+    assert [r["load"] for r in rows[:10]] == [2] * 5 + [4] * 5 and run.interrupted == 0
+
+
+def test_open_loop_schedule_follows_the_rate_and_pauses_at_zero() -> None:
+    from shoal.bench.loadgen import scheduled_arrivals
+    from shoal.bench.schedule import Schedule
+
+    sched = Schedule.parse("hold:10:0.5,hold:0:0.5,hold:20:0.5")
+    run: Run = asyncio.run(_with_upstream(lambda w: scheduled_arrivals(w, sched.at, sched.duration)))
+    starts = [r.start - run.started for r in run.records]
+    first, idle, last = ([t for t in starts if a <= t < b] for a, b in ((0, 0.5), (0.5, 1.0), (1.0, 2.0)))
+    assert len(first) == 5 and idle == [] and abs(len(last) - 10) <= 1
+
+
+def test_copy_seconds_and_cold_starts_from_polled_copies() -> None:
+    from shoal.bench.timeline import CopySample, cold_start_requests, copy_seconds
+
+    samples = [CopySample(0.0, 0, 0, 0), CopySample(1.0, 1, 0, 0), CopySample(3.0, 1, 1, 0),
+               CopySample(6.0, 2, 2, 0), CopySample(8.0, 0, 0, 2), CopySample(9.0, 0, 0, 0)]
+    assert copy_seconds(samples, 10.0) == 1 * 2 + 1 * 3 + 2 * 2 + 2 * 1
+    records = [Record(100.5, 103.0, True, 200, ttft=2.4), Record(102.0, 104.0, True, 200, ttft=1.2),
+               Record(104.0, 105.0, True, 200, ttft=0.1), Record(108.5, 110.0, True, 200, ttft=1.0)]
+    cold = cold_start_requests(Run(records, 0, 100.0, 10.0, 10.0), samples)
+    assert [r.start for r in cold] == [100.5, 102.0, 108.5]
+
+
+def test_shoal_bench_cli_with_a_schedule(engine_url: str, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "shoal.cli", "bench", "--url", engine_url, "--kind", "tgi",
+                           "--schedule", "hold:1:2,ramp:1-2:2", "--prompt-tokens", "16", "--max-new-tokens", "4",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    point = json.loads((tmp_path / "results.json").read_text())["points"][0]
+    assert point["load"] == "vus~hold:1:2,ramp:1-2:2" and point["success_pct"] == 100.0
+    assert [row["load"] for row in point["timeline"]][:4] == [1, 1, 1.25, 1.75]
+    assert point["copy_seconds"] is None  # a bare engine has no copies to poll
+    assert all((tmp_path / f).stat().st_size > 0 for f in ("timeline.png", "timeline-tgi.csv"))

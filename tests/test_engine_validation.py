@@ -64,15 +64,16 @@ def test_unknown_parameters_are_ignored(engine_url: str) -> None:
     assert r.status_code == 200
 
 
-def test_openai_errors(engine_url: str) -> None:
+def test_openai_errors_in_openais_shape(engine_url: str) -> None:
     r = httpx.post(f"{engine_url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}],
                                                               "n": 2})
-    assert r.status_code == 422 and "`n` must be 1" in r.json()["error"]
+    assert r.status_code == 422 and "`n` must be 1" in r.json()["error"]["message"]
+    assert r.json()["error"]["type"] == "invalid_request_error"
     r = httpx.post(f"{engine_url}/v1/chat/completions", json={"messages": [{"role": "wizard", "content": "x"}]})
-    assert r.status_code == 422 and "messages.0.role" in r.json()["error"]
+    assert r.status_code == 422 and "messages.0.role" in r.json()["error"]["message"]
     r = httpx.post(f"{engine_url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}],
                                                               "max_tokens": 5000})
-    assert r.status_code == 422 and "must be <= 1024" in r.json()["error"]
+    assert r.status_code == 422 and "must be <= 1024" in r.json()["error"]["message"]
 
 
 def test_unknown_route_is_404_json(engine_url: str) -> None:

@@ -97,6 +97,7 @@ def test_deploy_refuses_at_once_what_cannot_work(server: str, tmp_path: Path) ->
         ({"Environment": {"MAX_INPUT_LENGTH": "512", "MAX_TOTAL_TOKENS": "512"}},
          "MAX_INPUT_LENGTH must be < MAX_TOTAL_TOKENS. Given: 512 and 512"),
         ({"Environment": {"SM_NUM_GPUS": "2"}}, "SM_NUM_GPUS=2 but each copy has 0 accelerator(s)"),
+        ({"Environment": {"HF_MODEL_QUANTIZE": "gptq"}}, "a GGUF model is quantized when the file is made"),
         ({"Engine": "vllm", "ModelId": "meta-llama/Llama-2-13b-chat-hf",
           "Environment": {"HF_MODEL_QUANTIZE": "eetq"}}, "HF_MODEL_QUANTIZE=eetq has no equivalent in vllm"),
     ]

@@ -1,7 +1,8 @@
 """Virtual users. Closed loop (k6 `constant-vus`): each user sends its next request when the previous one
 ends, until the duration is over; requests still open then get `grace_s` to finish (k6's gracefulStop)
 and are counted as interrupted if they do not. Open loop: requests arrive at a constant or Poisson rate
-whatever the answers, up to `max_in_flight`."""
+whatever the answers, up to `max_in_flight`. Both can follow a schedule (shoal.bench.schedule): users or
+arrivals per second that change over time."""
 from __future__ import annotations
 
 import asyncio
@@ -103,20 +104,30 @@ class Run:
 
 async def closed_loop(workload: Workload, vus: int, duration_s: float, grace_s: float = 30.0,
                       on_record: Callable[[Record], None] | None = None) -> Run:
+    return await scheduled_users(workload, lambda _t: vus, vus, duration_s, grace_s, on_record)
+
+
+async def scheduled_users(workload: Workload, vus_at: Callable[[float], float], peak: int, duration_s: float,
+                          grace_s: float = 30.0, on_record: Callable[[Record], None] | None = None) -> Run:
+    """`peak` users; user i sends while `vus_at(seconds since start)` rounds above i (k6's ramping-vus: a user
+    ramped down finishes its request first)."""
     records: list[Record] = []
     started = time.monotonic()
     deadline = started + duration_s
     counter = iter(range(1 << 62))
 
-    async def user(session: aiohttp.ClientSession) -> None:
-        while time.monotonic() < deadline:
+    async def user(session: aiohttp.ClientSession, i: int) -> None:
+        while (now := time.monotonic()) < deadline:
+            if i >= int(vus_at(now - started) + 0.5):
+                await asyncio.sleep(0.05)
+                continue
             record = await send(session, workload, next(counter))
             records.append(record)
             if on_record:
                 on_record(record)
 
-    async with _session(workload, vus) as session:
-        tasks = [asyncio.create_task(user(session)) for _ in range(vus)]
+    async with _session(workload, peak) as session:
+        tasks = [asyncio.create_task(user(session, i)) for i in range(peak)]
         _done, pending = await asyncio.wait(tasks, timeout=duration_s + grace_s)
         for task in pending:
             task.cancel()
@@ -127,6 +138,14 @@ async def closed_loop(workload: Workload, vus: int, duration_s: float, grace_s: 
 async def open_loop(workload: Workload, rate: float, duration_s: float, poisson: bool = False,
                     max_in_flight: int = 1024, grace_s: float = 30.0, seed: int = 0,
                     on_record: Callable[[Record], None] | None = None) -> Run:
+    return await scheduled_arrivals(workload, lambda _t: rate, duration_s, poisson, max_in_flight, grace_s, seed,
+                                    on_record)
+
+
+async def scheduled_arrivals(workload: Workload, rate_at: Callable[[float], float], duration_s: float,
+                             poisson: bool = False, max_in_flight: int = 1024, grace_s: float = 30.0, seed: int = 0,
+                             on_record: Callable[[Record], None] | None = None) -> Run:
+    """Arrivals at `rate_at(seconds since start)` per second (k6's ramping-arrival-rate); none while it is 0."""
     records: list[Record] = []
     rng = random.Random(seed)
     started = time.monotonic()
@@ -142,6 +161,9 @@ async def open_loop(workload: Workload, rate: float, duration_s: float, poisson:
     async with _session(workload, max_in_flight) as session:
         at, n = 0.0, 0
         while at < duration_s:
+            if (rate := rate_at(at)) <= 0:
+                at += 0.05
+                continue
             await asyncio.sleep(max(0.0, started + at - time.monotonic()))
             if len(tasks) >= max_in_flight:
                 dropped += 1  # the generator itself is saturated: say so rather than queue silently

@@ -48,7 +48,9 @@ def _slug(name: str) -> str:
 
 async def _measure(plan: BenchPlan, prompts: list[str], target: Target, config: str, progress) -> list[PointStats]:  # type: ignore[no-untyped-def]
     workload = Workload(target, prompts, plan.max_new_tokens, plan.sample)
-    return await sweep(workload, config, plan.loads, plan.duration_s, plan.grace_s, plan.slo, progress)
+    copies_url = (f"{target.url.rstrip('/')}/api/inference-components/{target.component}"
+                  if target.kind in ("shoal", "sagemaker") and target.component else None)
+    return await sweep(workload, config, plan.loads, plan.duration_s, plan.grace_s, plan.slo, progress, copies_url)
 
 
 async def _deployed(plan: BenchPlan, prompts: list[str], config: Config, progress) -> list[PointStats]:  # type: ignore[no-untyped-def]
@@ -62,6 +64,12 @@ async def _deployed(plan: BenchPlan, prompts: list[str], config: Config, progres
     console.print(f"deploying {config.name}: {config.copies} x {config.cpus:g} CPU, {config.routing}")
     predictor: Predictor = await asyncio.to_thread(
         model.deploy, endpoint, "local", 1, resources, 600, config.routing, f"bench-{_slug(config.name)}")
+    if config.autoscaled:
+        console.print(f"autoscaling {config.name}: {config.min_copies}-{config.max_copies} copies, target "
+                      f"concurrency {config.target_concurrency}, invocations {config.target_invocations}")
+        await asyncio.to_thread(predictor.autoscale, config.min_copies or 0, config.max_copies,
+                                config.target_concurrency, config.target_invocations, config.scale_out_cooldown,
+                                config.scale_in_cooldown)
     try:
         target = Target("shoal", plan.target.url, endpoint, predictor.component_name)
         return await _measure(plan, prompts, target, config.name, progress)
@@ -81,6 +89,7 @@ async def run(plan: BenchPlan) -> list[PointStats]:
                                      progress)
     report.show(points)
     meta = {"target": plan.target.__dict__, "duration_s": plan.duration_s, "grace_s": plan.grace_s,
+            "schedules": [p.label for p in plan.loads if p.schedule],
             "prompt_tokens": None if plan.prompts_file else plan.prompt_tokens,
             "max_new_tokens": plan.max_new_tokens, "sample": plan.sample, "vary_prompts": plan.vary_prompts,
             "configs": [c.__dict__ for c in plan.configs or []], "model": plan.deploy_model}

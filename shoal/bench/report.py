@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -31,20 +32,87 @@ def table(points: list[PointStats]) -> Table:
     return t
 
 
+def schedule_table(points: list[PointStats]) -> Table:
+    """Runs against a load schedule: latency, failures, and what the copies cost."""
+    t = Table(title="copies over the schedule")
+    for col in ("config", "requests", "failed", "p50 ms", "p90 ms", "copy-seconds", "mean copies", "peak copies",
+                "cold starts", "first cold start ms"):
+        t.add_column(col, justify="left" if col == "config" else "right")
+    for p in points:
+        failed = sum(p.errors.values()) + p.interrupted
+        t.add_row(p.config, str(p.requests), str(failed), _ms(p.latency_p50_s), _ms(p.latency_p90_s),
+                  "-" if p.copy_seconds is None else f"{p.copy_seconds:.0f}",
+                  "-" if p.mean_copies is None else f"{p.mean_copies:.2f}", str(p.peak_copies or "-"),
+                  str(p.cold_starts), _ms(p.cold_start_s))
+    return t
+
+
 def write(points: list[PointStats], out: Path, meta: dict) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     rows = [p.row() for p in points]
     (out / "results.json").write_text(json.dumps({"meta": meta, "points": rows}, indent=2))
     with (out / "results.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "timeline"])
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()})
-    return [out / "results.json", out / "results.csv", *plot(points, out)]
+            writer.writerow({k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items() if k != "timeline"})
+    written = [out / "results.json", out / "results.csv"]
+    for p in points:
+        if p.timeline:
+            path = out / f"timeline-{_slug(p.config)}.csv"
+            with path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(p.timeline[0]))
+                writer.writeheader()
+                writer.writerows(p.timeline)
+            written.append(path)
+    return [*written, *plot([p for p in points if not p.timeline], out),
+            *plot_timelines([p for p in points if p.timeline], out)]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9]+", "-", name).strip("-")[:40] or "config"
+
+
+def plot_timelines(points: list[PointStats], out: Path) -> list[Path]:
+    """Load, latency and copies against time, one line per configuration, on one time axis."""
+    if not points:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (load, latency, copies) = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    ts = [row["t"] for row in points[0].timeline]
+    load.plot(ts, [row["load"] for row in points[0].timeline], color="black", label="load asked for")
+    for p in points:
+        xs = [row["t"] for row in p.timeline]
+        load.plot(xs, [row["in_flight"] for row in p.timeline], alpha=0.7, label=f"{p.config}: in flight")
+        lat = [(row["t"], row["latency_p50_s"]) for row in p.timeline if row["latency_p50_s"] is not None]
+        latency.plot([x for x, _ in lat], [y for _, y in lat], marker=".", linestyle="-", alpha=0.8, label=p.config)
+        cop = [(row["t"], row["desired"]) for row in p.timeline if row["desired"] is not None]
+        copies.step([x for x, _ in cop], [y for _, y in cop], where="post", label=f"{p.config}: desired")
+        cur = [(row["t"], row["current"]) for row in p.timeline if row["current"] is not None]
+        copies.step([x for x, _ in cur], [y for _, y in cur], where="post", linestyle=":",
+                    label=f"{p.config}: in service")
+    load.set_ylabel(points[0].load.split("~")[0] + " / in flight")
+    latency.set_ylabel("median latency (s)\nof requests started")
+    copies.set_ylabel("copies")
+    copies.set_xlabel("seconds")
+    for ax in (load, latency, copies):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    path = out / "timeline.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
 
 
 def plot(points: list[PointStats], out: Path) -> list[Path]:
     """Throughput and median latency against load, one line per configuration."""
+    if not points:
+        return []
     import matplotlib
     import matplotlib.ticker
 
@@ -83,3 +151,5 @@ def _load_value(load: str) -> float:
 
 def show(points: list[PointStats]) -> None:
     table_console().print(table(points))
+    if scheduled := [p for p in points if p.timeline]:
+        table_console().print(schedule_table(scheduled))

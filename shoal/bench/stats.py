@@ -44,6 +44,13 @@ class PointStats:
     goodput_req_per_s: float | None
     errors: dict[str, int] = field(default_factory=dict)
     copy_share: dict[str, float] = field(default_factory=dict)
+    # with a load schedule and a shoal component: its copies over time (shoal.bench.timeline)
+    copy_seconds: float | None = None  # ∫ (desired + draining) copies dt over the run
+    mean_copies: float | None = None
+    peak_copies: int | None = None
+    cold_start_s: float | None = None  # first byte of the first request that found no copy in service
+    cold_starts: int = 0  # requests that began with no copy in service
+    timeline: list[dict] = field(default_factory=list)
 
     def row(self) -> dict:
         return asdict(self)

@@ -12,7 +12,8 @@ from shoal.engine.engine import ENGINE_KEY, Engine, Prepared
 from shoal.engine.protocol import ChatCompletionRequest, CompletionRequest, GenerateParameters, parse_body
 from shoal.engine.scheduler import ErrorEvent, Finish, Token, TokenEvent
 from shoal.engine.validation import check_openai
-from shoal.http import json_response, sse, start_sse
+from shoal.errors import ApiError
+from shoal.http import Handler, json_response, openai_error_response, sse, start_sse
 
 FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}
 Chunk = Callable[[str, list[TokenEvent], Finish | None], dict[str, Any]]  # text, tokens with logprobs
@@ -145,7 +146,17 @@ async def models(request: web.Request) -> web.StreamResponse:
         {"id": model_id, "object": "model", "created": 0, "owned_by": "shoal"}]})
 
 
+def _in_openai_words(handler: Handler) -> Handler:
+    """Errors of the OpenAI routes in OpenAI's shape (OpenAI's clients show nothing of TGI's)."""
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return openai_error_response(exc)
+    return run
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/chat/completions", _in_openai_words(chat_completions))
+    app.router.add_post("/v1/completions", _in_openai_words(completions))
     app.router.add_get("/v1/models", models)

@@ -26,7 +26,7 @@ from shoal.gateway.eventstream import model_stream_error, payload_part
 from shoal.gateway.pool import Pool, RoutingTable
 from shoal.gateway.translate import TgiCall, engine_error
 from shoal.gateway.upstream import Answer, Upstreams
-from shoal.http import Handler, json_response, sse
+from shoal.http import Handler, json_response, openai_error_response, sse
 
 log = logging.getLogger(__name__)
 COMPONENT_HEADER = "X-Amzn-SageMaker-Inference-Component"
@@ -34,8 +34,6 @@ COPY_HEADER = "x-shoal-copy"  # which copy served the request
 ACCOUNT = "000000000000"
 _SAGEMAKER_ERRORS = {400: "ValidationError", 404: "ValidationError", 409: "ValidationError",
                      424: "ModelError", 429: "ThrottlingException", 503: "ServiceUnavailable"}
-_OPENAI_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 422: "invalid_request_error",
-                 429: "rate_limit_exceeded", 503: "service_unavailable", 504: "timeout"}
 _PASSED_HEADERS = ("Content-Type", "x-prompt-tokens", "x-generated-tokens", "x-queue-time", "x-inference-time",
                    "x-total-time")
 JSON = "application/json"
@@ -70,13 +68,6 @@ def _sagemaker_on_error(exc: ApiError) -> web.Response:
 def tgi_error(exc: ApiError) -> web.Response:
     headers = {"Retry-After": "1"} if exc.status == 429 else None
     return json_response(exc.body(), exc.status, headers)
-
-
-def openai_error(exc: ApiError) -> web.Response:
-    headers = {"Retry-After": "1"} if exc.status == 429 else None
-    kind = _OPENAI_TYPES.get(exc.status, "api_error")
-    return json_response({"error": {"message": exc.message, "type": kind, "param": None, "code": exc.error_type}},
-                         exc.status, headers)
 
 
 def _route(name: str, on_error: Callable[[ApiError], web.Response]) -> Callable[[Handler], Handler]:
@@ -315,8 +306,9 @@ class GatewayRoutes:
 
     def add_to(self, app: web.Application, doc: ApiDoc) -> None:
         app.on_response_prepare.append(_stamp_request_id)
-        sagemaker, openai, tgi = (_route("sagemaker", _sagemaker_on_error), _route("openai", openai_error),
-                                  _route("tgi", tgi_error))
+        sagemaker = _route("sagemaker", _sagemaker_on_error)
+        openai = _route("openai", openai_error_response)
+        tgi = _route("tgi", tgi_error)
         tgi_errors = tuple(Reply(s, ErrorBody) for s in (400, 404, 422, 424, 429, 503, 504))
         openai_errors = tuple(Reply(s, OpenAIError) for s in (400, 404, 422, 429, 503, 504))
         sagemaker_errors = (Reply(400), Reply(424, description="ModelError: the engine refused or failed"),

@@ -10,6 +10,8 @@ how many copies it should have, and why. A pure function over plain data, like t
   in when every policy wants fewer for its whole scale-in cooldown and no scale-in happened within it.
 - bounds: never below MinCapacity or above MaxCapacity; a copy count outside them is brought inside.
 - zero copies: a request waiting starts `from_zero` copies (1, or what a step policy says) at once.
+- suspended (Application Auto Scaling's SuspendedState): no scale-out (from zero included) or no scale-in;
+  the bounds still hold.
 """
 from __future__ import annotations
 
@@ -95,9 +97,11 @@ def decide(policy: ScalingPolicy, samples: list[Sample], copies: int, last: Last
         return Decision(lo, f"below the minimum of {_copies(lo)}: {copies} → {_copies(lo)}")
     if copies > hi:
         return Decision(hi, f"above the maximum of {_copies(hi)}: {copies} → {_copies(hi)}")
-    if not samples:
+    if not samples or policy.scale_out_suspended and policy.scale_in_suspended:
         return Decision(copies)
     waiting = samples[-1].concurrency
+    if policy.scale_out_suspended:
+        return _scale_in(policy, samples, copies, last, now)
     if copies == 0 and waiting > 0 and hi > 0:
         wanted = [_wanted(load, t.target) for t in policy.tracking
                   if (load := _load(t, samples, now, False)) is not None]
@@ -118,9 +122,13 @@ def decide(policy: ScalingPolicy, samples: list[Sample], copies: int, last: Last
             capped = f" (maximum {hi})" if n > hi else ""
             return Decision(to, f"{_reason(t, load, copies, '>', False)}: {copies} → {_copies(to)}{capped}")
         return Decision(copies)
+    return _scale_in(policy, samples, copies, last, now)
 
-    # scale-in: every policy must want fewer copies over its whole cooldown, and none may forbid it
-    if copies == lo or not policy.tracking:
+
+def _scale_in(policy: ScalingPolicy, samples: list[Sample], copies: int, last: LastActions, now: float) -> Decision:
+    """Every policy must want fewer copies over its whole cooldown, and none may forbid it."""
+    lo = policy.min_copies
+    if copies == lo or not policy.tracking or policy.scale_in_suspended:
         return Decision(copies)
     wants: list[tuple[int, TargetTracking, float]] = []
     for t in policy.tracking:

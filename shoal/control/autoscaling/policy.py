@@ -108,6 +108,8 @@ class ScalingPolicy(_Plain):
     tracking: list[TargetTracking] = Field(default_factory=list)
     steps: list[StepScaling] = Field(default_factory=list)
     cold_start_timeout_s: float = Field(300.0, gt=0, le=3600)  # how long a request waits for a first copy
+    scale_out_suspended: bool = False  # SuspendedState.DynamicScalingOutSuspended
+    scale_in_suspended: bool = False  # SuspendedState.DynamicScalingInSuspended
     created_at: float = Field(default_factory=time.time)
 
     @model_validator(mode="after")
