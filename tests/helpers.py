@@ -59,6 +59,18 @@ def server_process(state_dir: Path, *args: str) -> AbstractContextManager[str]:
     return shoal_process("server", ["--state-dir", str(state_dir), *args], state_dir)
 
 
+def wait_for_component(session, name: str, ok, timeout: float = 90) -> dict:  # type: ignore[no-untyped-def]
+    """Poll `describe` of component `name` until `ok(view)`; the view, or AssertionError with the last one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        view = session.component(name)
+        if ok(view):
+            return view
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name} never got there: {view}")
+        time.sleep(0.2)
+
+
 def metric(url: str, name: str) -> float:
     """The value of an unlabelled Prometheus sample from `url`/metrics."""
     for line in httpx.get(f"{url}/metrics").text.splitlines():

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import ray
-from helpers import server_process
+from helpers import server_process, wait_for_component
 from ray.cluster_utils import Cluster
 
 from shoal.runtime.base import CopyLaunch, LaunchError, LaunchPlan, Slot
@@ -38,16 +38,6 @@ def cluster() -> Iterator[Cluster]:
 def _instance_nodes(cluster: Cluster) -> list:
     """The fake nodes in the order shoal numbers instances (sorted node ids)."""
     return sorted((n for n in cluster.list_all_nodes() if not n.head), key=lambda n: n.node_id)
-
-
-def _wait_copies(session: Session, name: str, ok, timeout: float = 120):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = session.component(name)
-        if ok(view):
-            return view
-        time.sleep(0.3)
-    raise AssertionError(f"{name} never reached the expected state: {view}")
 
 
 def test_real_engines_on_two_fake_nodes(cluster: Cluster, tmp_path: Path) -> None:
@@ -105,7 +95,7 @@ def test_losing_a_node_re_places_its_copies_and_requests_keep_succeeding(
     try:
         time.sleep(1)
         cluster.remove_node(_instance_nodes(cluster)[1])
-        view = _wait_copies(session, "seed", lambda v: v["status"] == "InService" and all(
+        view = wait_for_component(session, "seed", lambda v: v["status"] == "InService" and all(
             c["slot"]["instance"] != 1 for c in v["copies"]))
         time.sleep(1)
     finally:

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,8 +126,9 @@ def test_a_non_loopback_bind_refuses_to_run_open(tmp_path: Path, keys: dict) -> 
     with server_process(tmp_path / "keyed", "--host", "0.0.0.0", "--api-keys", str(keys["path"])) as url:
         answer = httpx.post(f"{url}/api/endpoints", json={"EndpointName": "x"})
         assert answer.status_code == 401
+        port = int(url.rsplit(":", 1)[1])
         server = psutil.Process(next(c.pid for c in psutil.net_connections("tcp")
-                                     if c.laddr and c.laddr.port == int(url.rsplit(":", 1)[1]) and c.status == "LISTEN"))
+                                     if c.laddr and c.laddr.port == port and c.status == "LISTEN"))
         assert not server.children()  # no copy was started
     with server_process(tmp_path / "open", "--host", "0.0.0.0", "--insecure") as url:
         assert httpx.get(f"{url}/api/endpoints").status_code == 200

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -17,7 +17,7 @@ import botocore.config
 import httpx
 import openai
 import pytest
-from helpers import free_port, server_process
+from helpers import free_port, server_process, wait_for_component
 
 from shoal.errors import ShoalError
 from shoal.sdk import Model, ResourceRequirements, Session, ShoalApiError
@@ -37,16 +37,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def _wait(session: Session, name: str, ok: Callable[[dict], bool], timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = session.component(name)
-        if ok(view):
-            return view
-        time.sleep(0.2)
-    raise AssertionError(f"{name} never got there: {view}")
-
-
 def _serving(view: dict) -> bool:
     return view["copies"][0]["status"] == "InService"
 
@@ -56,10 +46,11 @@ def test_a_copy_that_keeps_crashing_ends_failed_with_a_reason_to_act_on(server: 
     predictor = Model("gemma-3-270m", name="crashy", session=session).deploy("crashy", resources=ONE_CORE)
     try:
         for _ in range(3):  # a real engine, killed the way llama.cpp's AMX path kills it
-            pid = _wait(session, "crashy", _serving)["copies"][0]["pid"]
+            pid = wait_for_component(session, "crashy", _serving)["copies"][0]["pid"]
             os.kill(pid, signal.SIGSEGV)
-            _wait(session, "crashy", lambda v, pid=pid: v["copies"][0]["pid"] != pid or v["status"] == "Failed")
-        view = _wait(session, "crashy", lambda v: v["status"] == "Failed")
+            wait_for_component(session, "crashy",
+                               lambda v, pid=pid: v["copies"][0]["pid"] != pid or v["status"] == "Failed")
+        view = wait_for_component(session, "crashy", lambda v: v["status"] == "Failed")
         reason = view["reason"]
         assert "crashy-0: restarted 3 times" in reason
         assert "killed by signal 11 (SIGSEGV: Segmentation fault)" in reason
@@ -133,7 +124,7 @@ def test_stand_in_copy_that_hangs_or_whose_model_loop_died_is_taken_out_and_rest
         name, resources=ONE_CORE)
     try:
         before = _fault(session, name, health=fault)
-        view = _wait(session, name, lambda v: v["copies"][0]["restarts"] == 1 and _serving(v), timeout=30)
+        view = wait_for_component(session, name, lambda v: v["copies"][0]["restarts"] == 1 and _serving(v), timeout=30)
         assert view["copies"][0]["pid"] != before["pid"]
         assert predictor.predict(BODY)[0]["generated_text"] == "stand-in answer"
     finally:

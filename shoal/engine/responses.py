@@ -70,13 +70,20 @@ class CompletionChoice(_Answer):
     finish_reason: str | None = None
 
 
-class Completion(_Answer):
+class _Envelope(_Answer):
+    """What every OpenAI completion answer and stream chunk carries around its choices."""
+
     id: str
     object: str
     created: int
     model: str
-    choices: list[CompletionChoice]
     usage: Usage | None = None
+
+
+class Completion(_Envelope):
+    """A completion, and each chunk of a streamed one."""
+
+    choices: list[CompletionChoice]
 
 
 class ChatMessageOut(_Answer):
@@ -91,13 +98,8 @@ class ChatChoice(_Answer):
     finish_reason: str | None = None
 
 
-class ChatCompletion(_Answer):
-    id: str
-    object: str
-    created: int
-    model: str
+class ChatCompletion(_Envelope):
     choices: list[ChatChoice]
-    usage: Usage | None = None
 
 
 class ModelCard(_Answer):
@@ -140,19 +142,5 @@ class ChatChunkChoice(_Answer):
     finish_reason: str | None = None
 
 
-class ChatCompletionChunk(_Answer):
-    id: str
-    object: str
-    created: int
-    model: str
+class ChatCompletionChunk(_Envelope):
     choices: list[ChatChunkChoice]
-    usage: Usage | None = None
-
-
-class CompletionChunk(_Answer):
-    id: str
-    object: str
-    created: int
-    model: str
-    choices: list[CompletionChoice]
-    usage: Usage | None = None

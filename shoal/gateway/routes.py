@@ -17,8 +17,8 @@ from aiohttp import web
 
 from shoal.apidoc import ApiDoc, Op, Param, Reply
 from shoal.engine.protocol import ChatCompletionRequest, CompletionRequest, GenerateRequest, TokenizeRequest
-from shoal.engine.responses import ChatCompletion, ChatCompletionChunk, Completion, CompletionChunk, ErrorBody, \
-    GenerateResponse, ModelList, OpenAIError, TgiStreamEvent, TokenizedPiece
+from shoal.engine.responses import ChatCompletion, ChatCompletionChunk, Completion, ErrorBody, GenerateResponse, \
+    ModelList, OpenAIError, TgiStreamEvent, TokenizedPiece
 from shoal.engines.base import EngineProtocol
 from shoal.errors import ApiError
 from shoal.gateway import metrics
@@ -326,7 +326,7 @@ class GatewayRoutes:
                "inference component", "openai", ChatCompletionRequest,
                (Reply(200, ChatCompletion, events=(ChatCompletionChunk, ErrorBody), done=True), *openai_errors)),
             Op("POST", "/v1/completions", openai(self.openai), "OpenAI completions", "openai", CompletionRequest,
-               (Reply(200, Completion, events=(CompletionChunk, ErrorBody), done=True), *openai_errors)),
+               (Reply(200, Completion, events=(Completion, ErrorBody), done=True), *openai_errors)),
             Op("GET", "/v1/models", openai(self.models), "The inference components, as OpenAI models", "openai",
                replies=(Reply(200, ModelList),)),
             Op("POST", "/generate", tgi(self.tgi), "TGI generate, on the default component", "tgi", GenerateRequest,
