@@ -12,7 +12,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shoal.apidoc import ApiDoc, Op, Reply
+from shoal.control import sagemaker
 from shoal.control.api import ControlApi
+from shoal.control.autoscaling import aas_api
 from shoal.control.autoscaling.scaler import Autoscaler
 from shoal.control.controller import Controller
 from shoal.control.store import StateStore
@@ -66,7 +68,11 @@ async def _health(_request: web.Request) -> web.StreamResponse:
 
 def build_app(controller: Controller, upstreams: Upstreams, default_component: str | None = None,
               keys: KeyRing | None = None, scaler: Autoscaler | None = None) -> web.Application:
-    middlewares = [api_errors, require_keys(keys)] if keys else [api_errors]
+    services = {sagemaker.TARGET_PREFIX: sagemaker.sagemaker_service(controller)}
+    if scaler:
+        services[aas_api.TARGET_PREFIX] = aas_api.service(scaler)  # Application Auto Scaling, same door
+    aws_json = sagemaker.AwsJsonDoor(services).middleware()  # POST / with X-Amz-Target; TGI's POST / without
+    middlewares = [api_errors, require_keys(keys), aws_json] if keys else [api_errors, aws_json]
     app = web.Application(middlewares=middlewares, client_max_size=16 << 20)
     doc = ApiDoc()
     ControlApi(controller, scaler).add_to(app, doc)

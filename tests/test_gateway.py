@@ -137,10 +137,10 @@ def test_least_outstanding_requests_keeps_copies_balanced(gateway: str) -> None:
     stop.set()
     sampler.join()
     assert set(codes) == {200}
-    # LOR balances at routing time; a copy that finishes two requests in one decode step is 2 below the
-    # other for the moment before those users send again, which a scrape can catch.
+    # LOR balances at routing time; a copy that finishes all its requests (3 of the 6 users) in one decode
+    # step is up to 3 below the other for the moment before those users send again, which a scrape can catch.
     gaps = [max(s) - min(s) for s in samples if len(s) == 2 and sum(s) >= 2]
-    assert gaps and max(gaps) <= 2, gaps
+    assert gaps and max(gaps) <= 3, gaps
     assert sum(g <= 1 for g in gaps) >= 0.9 * len(gaps), gaps
     served = [v for k, v in labelled_metric(gateway, "shoal_gateway_copy_requests_total").items()
               if 'component="gemma"' in k]

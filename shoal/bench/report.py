@@ -82,19 +82,21 @@ def plot_timelines(points: list[PointStats], out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (load, latency, copies) = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    fig, (load, latency, copies) = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
     ts = [row["t"] for row in points[0].timeline]
     load.plot(ts, [row["load"] for row in points[0].timeline], color="black", label="load asked for")
-    for p in points:
+    nan = float("nan")
+    for i, p in enumerate(points):
+        color = f"C{i}"
         xs = [row["t"] for row in p.timeline]
-        load.plot(xs, [row["in_flight"] for row in p.timeline], alpha=0.7, label=f"{p.config}: in flight")
-        lat = [(row["t"], row["latency_p50_s"]) for row in p.timeline if row["latency_p50_s"] is not None]
-        latency.plot([x for x, _ in lat], [y for _, y in lat], marker=".", linestyle="-", alpha=0.8, label=p.config)
-        cop = [(row["t"], row["desired"]) for row in p.timeline if row["desired"] is not None]
-        copies.step([x for x, _ in cop], [y for _, y in cop], where="post", label=f"{p.config}: desired")
-        cur = [(row["t"], row["current"]) for row in p.timeline if row["current"] is not None]
-        copies.step([x for x, _ in cur], [y for _, y in cur], where="post", linestyle=":",
-                    label=f"{p.config}: in service")
+        load.plot(xs, [row["in_flight"] for row in p.timeline], color=color, alpha=0.7, label=f"{p.config}: in flight")
+        latency.plot(xs, [nan if row["latency_p50_s"] is None else row["latency_p50_s"] for row in p.timeline],
+                     color=color, marker=".", markersize=3, alpha=0.8, label=p.config)  # gaps: nothing started
+        offset = 0.04 * (i - (len(points) - 1) / 2)  # lines of equal counts stay visible side by side
+        copies.step(xs, [nan if row["desired"] is None else row["desired"] + offset for row in p.timeline],
+                    where="post", color=color, label=f"{p.config}: desired")
+        copies.step(xs, [nan if row["current"] is None else row["current"] + offset for row in p.timeline],
+                    where="post", color=color, linestyle=":", label=f"{p.config}: in service")
     load.set_ylabel(points[0].load.split("~")[0] + " / in flight")
     latency.set_ylabel("median latency (s)\nof requests started")
     copies.set_ylabel("copies")

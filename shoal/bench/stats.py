@@ -50,6 +50,7 @@ class PointStats:
     peak_copies: int | None = None
     cold_start_s: float | None = None  # first byte of the first request that found no copy in service
     cold_starts: int = 0  # requests that began with no copy in service
+    cold_start_ttfts_s: list[float] = field(default_factory=list)  # their first bytes (the successful ones)
     timeline: list[dict] = field(default_factory=list)
 
     def row(self) -> dict:

@@ -129,7 +129,8 @@ async def _point(workload: Workload, config: str, load: Load, duration_s: float,
         stats.peak_copies = max(s.desired + s.draining for s in samples)
         cold = timeline.cold_start_requests(run, samples)
         stats.cold_starts = len(cold)
-        stats.cold_start_s = next((r.ttft for r in cold if r.ok), None)
+        stats.cold_start_ttfts_s = [r.ttft for r in cold if r.ok and r.ttft is not None]
+        stats.cold_start_s = stats.cold_start_ttfts_s[0] if stats.cold_start_ttfts_s else None
     return stats
 
 

@@ -71,13 +71,31 @@ def copy_seconds(samples: list[CopySample], until: float) -> float:
     return total
 
 
+def zero_spells(samples: list[CopySample], until: float) -> list[tuple[float, float]]:
+    """The spans with no copy in service, as polled ([start, end) in seconds; the first from the run's start)."""
+    spells: list[tuple[float, float]] = []
+    start: float | None = None
+    for i, s in enumerate(samples):
+        if s.current == 0 and start is None:
+            start = 0.0 if i == 0 else s.t
+        elif s.current > 0 and start is not None:
+            spells.append((start, s.t))
+            start = None
+    if start is not None:
+        spells.append((start, until))
+    return spells
+
+
 def cold_start_requests(run: Run, samples: list[CopySample]) -> list:  # type: ignore[type-arg]
-    """Requests that began when no copy was in service, oldest first."""
+    """The first request of each spell with no copy in service, oldest first: the request that found zero
+    copies and had to wait for one to start (polling is once a second, so later requests of the same
+    spell may have found the copy already serving; they are not counted)."""
     out = []
-    for r in sorted(run.records, key=lambda r: r.start):
-        s = copies_at(samples, r.start - run.started)
-        if s is not None and s.current == 0:
-            out.append(r)
+    records = sorted(run.records, key=lambda r: r.start)
+    for a, b in zero_spells(samples, run.elapsed_s):
+        first = next((r for r in records if a <= r.start - run.started < b), None)
+        if first is not None:
+            out.append(first)
     return out
 
 

@@ -26,10 +26,11 @@ async def _body(request: web.Request, model: type[SpecT]) -> SpecT:
         if exc.errors()[0]["type"] == "json_invalid":
             raise ApiError(400, f"the request body is not JSON: {exc.errors()[0]['msg']}", "ValidationException") \
                 from None
-        raise ApiError(400, _problems(exc), "ValidationException") from None
+        raise ApiError(400, problems(exc), "ValidationException") from None
 
 
-def _problems(exc: ValidationError) -> str:
+def problems(exc: ValidationError) -> str:
+    """A pydantic error in a sentence: `where: what is wrong; ...`."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
                      for e in exc.errors())
 
@@ -91,7 +92,7 @@ class ControlApi:
         try:
             self.scaler.put(spec.policy(name))
         except ValidationError as exc:
-            raise ApiError(400, _problems(exc), "ValidationException") from None
+            raise ApiError(400, problems(exc), "ValidationException") from None
         return _json(self._autoscaling(name))
 
     async def get_autoscaling(self, request: web.Request) -> web.StreamResponse:

@@ -2,14 +2,17 @@
 
 Desired state lives in SQLite (shoal.control.store); copies are derived from it, placed
 (shoal.control.placement), started and watched (shoal.control.supervisor), and published to the
-gateway's routing table when they serve. Scale-in drains a copy before stopping it; an update replaces
-copies one at a time.
+gateway's routing table when they serve. Scale-in drains a copy before stopping it; an update rolls:
+new copies come into service before as many old ones drain, a batch at a time, and a failed batch rolls
+the update back.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal.control.autoscaling.policy import AutoscalingView
@@ -28,6 +31,7 @@ from shoal.models.registry import check_model_location, default_model_dirs
 from shoal.runtime.base import Runtime, Slot
 
 log = logging.getLogger(__name__)
+ROLL_SLACK_S = 30.0  # beyond the startup timeout, for a rolling update's new copies to come into service
 
 
 def not_found(kind: str, name: str) -> ApiError:
@@ -40,6 +44,34 @@ def conflict(message: str) -> ApiError:
 
 def invalid(message: str) -> ApiError:
     return ApiError(400, message, "ValidationException")
+
+
+@dataclass(frozen=True)
+class BatchSize:
+    """How many copies a rolling step replaces: a number of copies, or a percentage of the copy count."""
+
+    copies: int | None = None
+    percent: int | None = None
+
+    def of(self, total: int) -> int:
+        if self.copies is not None:
+            return max(1, self.copies)
+        return max(1, total * (self.percent or 100) // 100)
+
+
+@dataclass(frozen=True)
+class RollingPolicy:
+    """An update's pace: `batch` new copies at a time come into service before as many old ones drain;
+    `wait_s` between batches; a failed batch rolls the update back `rollback` copies at a time."""
+
+    batch: BatchSize = field(default_factory=lambda: BatchSize(copies=1))
+    wait_s: float = 0.0
+    rollback: BatchSize = field(default_factory=lambda: BatchSize(percent=100))
+
+
+def same_launch(a: ComponentSpec, b: ComponentSpec) -> bool:
+    """Copies of `a` and of `b` run the same process (the copy count aside)."""
+    return a.model_dump(exclude={"copies"}) == b.model_dump(exclude={"copies"})
 
 
 class Controller:
@@ -66,8 +98,11 @@ class Controller:
                 self._adopt(comp)
 
     async def close(self) -> None:
+        for comp in self.components.values():
+            if comp.rolling:
+                comp.rolling.cancel()
         await asyncio.gather(*(self.supervisor.stop(c, r, drain=False) for c in self.components.values()
-                               for r in c.replicas + c.leaving))
+                               for r in c.replicas + c.leaving + c.incoming))
         await self.supervisor.close()
         await self.runtime.close()
 
@@ -90,9 +125,20 @@ class Controller:
             raise conflict(f"Endpoint \"{name}\" still has inference components "
                            f"({', '.join(c.spec.name for c in members)}); delete them first or cascade.")
         await asyncio.gather(*(self.delete_component(c.spec.name) for c in members))
-        del self.endpoints[name]
+        self.endpoints.pop(name, None)
         self.table.drop_endpoint(name)
         self.store.delete_endpoint(name)
+
+    def update_endpoint(self, spec: EndpointSpec) -> EndpointView:
+        """Another instance count or routing strategy (or instance type, with no copies placed) for an endpoint."""
+        old = self._endpoint(spec.name)
+        if problem := _misfit(self._holders(spec.name), old, spec):
+            raise invalid(problem)
+        self._open_endpoint(spec)
+        for comp in self.members(spec.name):  # their routers follow the endpoint's strategy
+            self._publish(comp)
+        self.store.put_endpoint(spec)
+        return self.endpoint_view(spec.name)
 
     def endpoint_view(self, name: str) -> EndpointView:
         spec = self._endpoint(name)
@@ -101,6 +147,15 @@ class Controller:
         status = next((s for s in (Status.FAILED, Status.CREATING, Status.UPDATING, Status.DELETING)
                        if s in statuses), Status.IN_SERVICE)
         return EndpointView(spec=spec, status=status, components=[c.spec.name for c in members])
+
+    def instance_problem(self, name: str) -> str | None:
+        """Why the runtime has no instance for an endpoint at all (a Ray cluster without a node of its type),
+        or None."""
+        ep = self._endpoint(name)
+        count, _gone = self.runtime.instances(ep.instance_type, ep.instance_count)
+        if count:
+            return None
+        return self.runtime.missing_instances_hint(ep.instance_type) or None
 
     def members(self, endpoint: str) -> list[Component]:
         return [c for c in self.components.values() if c.spec.endpoint == endpoint]
@@ -120,7 +175,7 @@ class Controller:
 
     def component_view(self, name: str) -> ComponentView:
         comp = self.component(name)
-        view = comp.view([r.view(self.table.in_flight(name, r.id)) for r in comp.replicas])
+        view = comp.view([r.view(self.table.in_flight(name, r.id)) for r in comp.replicas + comp.incoming])
         serving = sum(r.status == CopyStatus.IN_SERVICE for r in comp.replicas)
         return view.model_copy(update={"desired_copies": len(comp.replicas), "current_copies": serving,
                                        "draining_copies": len(comp.leaving), "autoscaling": self.autoscaling_view(name)})
@@ -186,8 +241,7 @@ class Controller:
                moving: Replica | None = None) -> list[Slot]:
         """Slots on the endpoint's instances that the runtime has now, beside every other copy there."""
         ep = self.endpoints[endpoint]
-        holders = [Holder(c.spec.name, r.slot) for c in self.members(endpoint) for r in c.replicas + c.leaving
-                   if r is not moving]
+        holders = [h for h in self._holders(endpoint) if h.replica is not moving]
         count, gone = self.runtime.instances(ep.instance_type, ep.instance_count)
         if count == 0 and copies and (hint := self.runtime.missing_instances_hint(ep.instance_type)):
             raise invalid(f"copy 1 of {component} cannot be placed: {hint}")
@@ -196,25 +250,55 @@ class Controller:
         except PlacementError as exc:
             raise invalid(str(exc)) from None
 
+    def _holders(self, endpoint: str) -> list[Holder]:
+        """Every copy on the endpoint's instances: serving, starting, or draining (they keep their slots)."""
+        return [_Held(c.spec.name, r.slot, r) for c in self.members(endpoint)
+                for r in c.replicas + c.leaving + c.incoming]
+
     async def update_component(self, name: str, update: ComponentUpdate) -> ComponentView:
+        """Scale, and/or roll to new settings one copy at a time."""
+        changes = {key: value for key, value in (("copies", update.copies), ("env", update.env)) if value is not None}
+        return self.roll_component(self._changeable(name).spec.model_copy(update=changes), RollingPolicy())
+
+    def roll_component(self, spec: ComponentSpec, policy: RollingPolicy) -> ComponentView:
+        """Move a component to `spec`: another copy count, and/or another model, engine, settings or compute
+        with a rolling update (new copies come into service before old ones drain; a failed batch rolls the
+        update back). An update during a roll takes over from it."""
+        comp = self._changeable(spec.name)
+        old = comp.spec
+        if not same_launch(old, spec):
+            self.check_engine(spec)
+            self._check_protocol(old, spec)
+        comp.spec = spec
+        try:
+            if spec.copies != len(comp.replicas):
+                comp.phase = Status.UPDATING
+                self._scale(comp, spec.copies)  # copies added run `spec`; copies removed are old ones first
+        except ApiError:
+            comp.spec = old
+            raise
+        if not same_launch(old, spec):
+            self._begin_roll(comp, old, policy)
+        self._save(comp)
+        return self.component_view(spec.name)
+
+    def _changeable(self, name: str) -> Component:
         comp = self.component(name)
         if comp.status == Status.DELETING:
             raise conflict(f"Inference component \"{name}\" is being deleted.")
-        if update.env is not None and update.env != comp.spec.env:
-            self.check_engine(comp.spec.model_copy(update={"env": update.env}))
-        if update.copies is not None and update.copies != len(comp.replicas):
-            comp.phase = Status.UPDATING
-            self._scale(comp, update.copies)
-        if update.env is not None and update.env != comp.spec.env:
-            comp.phase = Status.UPDATING
-            comp.spec = comp.spec.model_copy(update={"env": update.env})
-            self._publish(comp)
-            if comp.rolling:
-                comp.rolling.cancel()
-            comp.rolling = asyncio.create_task(self._roll(comp))
+        return comp
+
+    def _check_protocol(self, old: ComponentSpec, new: ComponentSpec) -> None:
+        """Old and new copies serve side by side during a roll, behind one pool: they must speak alike."""
+        was, will = (engine_kind(s.engine).protocol_of(s.deployment()) for s in (old, new))
+        if was != will:
+            raise invalid(f"an update cannot change the protocol {new.name}'s copies speak ({was.value} → "
+                          f"{will.value}: engine {old.engine} → {new.engine}) while they serve side by side; "
+                          f"deploy the new engine as another inference component")
+
+    def _save(self, comp: Component) -> None:
         comp.spec = comp.spec.model_copy(update={"copies": len(comp.replicas)})
         self.store.put_component(comp.spec)
-        return self.component_view(name)
 
     def _scale(self, comp: Component, copies: int) -> None:
         extra = copies - len(comp.replicas)
@@ -223,8 +307,9 @@ class Controller:
                 self._start_replica(comp, slot)
             comp.failure = None
             return
-        leaving = comp.replicas[copies:]
-        comp.replicas = comp.replicas[:copies]
+        # copies of an older spec (a roll in progress) leave first
+        keep = sorted(comp.replicas, key=lambda r: not same_launch(r.spec, comp.spec))
+        comp.replicas, leaving = keep[:copies], keep[copies:]
         comp.leaving += leaving
         for r in leaving:  # drained in the background; their slots stay taken until they stop
             asyncio.create_task(self._retire(comp, r))
@@ -235,28 +320,132 @@ class Controller:
         finally:
             comp.leaving.remove(replica)
 
-    async def _roll(self, comp: Component) -> None:
-        """Replace copies one at a time so the component keeps serving during an env update."""
-        for r in list(comp.replicas):
-            r.replace = True
-            while r in comp.replicas and (r.replace or r.status != CopyStatus.IN_SERVICE) and not r.stopping:
-                if r.status == CopyStatus.FAILED:
-                    return
-                await asyncio.sleep(WATCH_INTERVAL_S)
+    async def _retire_now(self, comp: Component, replicas: list[Replica]) -> None:
+        """Drain and stop `replicas` (out of the component's count at once), whatever happens to the caller."""
+        comp.replicas = [r for r in comp.replicas if r not in replicas]
+        comp.leaving += replicas
+        await asyncio.shield(asyncio.gather(*(self._retire(comp, r) for r in replicas)))
+
+    # -- rolling updates ----------------------------------------------------------------
+    def _begin_roll(self, comp: Component, old: ComponentSpec, policy: RollingPolicy) -> None:
+        """Roll the copies from `old` to the component's (new) spec, taking over from a roll under way."""
+        comp.phase, comp.rolled_back = Status.UPDATING, None
+        self._publish(comp)
+        if comp.rolling:
+            comp.rolling.cancel()
+        comp.rolling = asyncio.create_task(self._update(comp, old, policy))
+
+    async def _update(self, comp: Component, old: ComponentSpec, policy: RollingPolicy) -> None:
+        """Roll to the component's spec; if a batch fails, roll back to `old`."""
+        name = comp.spec.name
+        problem = await self._roll_to(comp, comp.spec, policy.batch, policy.wait_s)
+        if problem is None:
+            log.info("%s updated: every copy runs the new spec", name)
+            if all(r.status != CopyStatus.FAILED for r in comp.replicas):  # failed copies were replaced too
+                comp.failure = None
+            return
+        log.warning("%s: update failed (%s); rolling back", name, problem)
+        comp.spec = old.model_copy(update={"copies": comp.spec.copies})
+        self._publish(comp)
+        self.store.put_component(comp.spec)
+        back = await self._roll_to(comp, comp.spec, policy.rollback, 0.0)
+        if back is None and len(comp.replicas) < comp.spec.copies:  # a copy retired to make room comes back
+            try:
+                self._scale(comp, comp.spec.copies)
+            except ApiError as exc:
+                back = exc.message
+        if back:
+            comp.failure = f"the update failed ({problem}) and so did its rollback ({back})"
+        else:
+            comp.rolled_back = f"the update was rolled back: {problem}"
+
+    async def _roll_to(self, comp: Component, spec: ComponentSpec, batch: BatchSize, wait_s: float) -> str | None:
+        """Replace every copy that does not run `spec` with one that does, a batch at a time: the batch's new
+        copies in service first, then as many old ones drained and stopped. What went wrong, or None."""
+        fresh: list[Replica] = []
+        try:
+            while stale := [r for r in comp.replicas if not same_launch(r.spec, spec)]:
+                fresh, short = self._trials(comp, spec, min(batch.of(comp.spec.copies), len(stale)))
+                if not fresh:  # no room beside the old copies: retire one first (capacity dips by a copy)
+                    await self._retire_now(comp, stale[:1])
+                    fresh, short = self._trials(comp, spec, 1)
+                    if not fresh:
+                        return short
+                if problem := await self._until_serving(fresh):
+                    await self._drop(comp, fresh)
+                    return problem
+                going = [r for r in stale[:len(fresh)] if r in comp.replicas]
+                for r in fresh:
+                    comp.incoming.remove(r)
+                    r.trial = False
+                comp.replicas = [r for r in comp.replicas if r not in going] + fresh
+                fresh = []
+                await self._retire_now(comp, going)
+                await asyncio.sleep(wait_s)
+        except asyncio.CancelledError:  # another update or a delete took over: this roll's new copies go
+            if fresh:
+                asyncio.create_task(self._drop(comp, fresh))
+            raise
+        return None
+
+    def _trials(self, comp: Component, spec: ComponentSpec, count: int) -> tuple[list[Replica], str]:
+        """Start up to `count` copies of `spec` beside the current ones, as many as there is room for; and
+        what is short, if not all fit."""
+        started: list[Replica] = []
+        for _ in range(count):
+            try:
+                slot = self._place(spec.endpoint, spec.name, spec, 1)[0]
+            except ApiError as exc:
+                return started, exc.message
+            started.append(self._start_replica(comp, slot, spec, trial=True))
+        return started, ""
+
+    @staticmethod
+    async def _until_serving(fresh: list[Replica]) -> str | None:
+        """Wait until every copy in `fresh` is in service; why one never got there, or None."""
+        limit_s = max(r.spec.startup_timeout_s for r in fresh) + ROLL_SLACK_S
+        deadline = time.monotonic() + limit_s
+        while not all(r.status == CopyStatus.IN_SERVICE for r in fresh):
+            if failed := next((r for r in fresh if r.status == CopyStatus.FAILED), None):
+                return f"{failed.id}: {failed.reason}"
+            if time.monotonic() > deadline:
+                return f"{', '.join(r.id for r in fresh)} not in service after {limit_s:g}s"
+            await asyncio.sleep(WATCH_INTERVAL_S)
+        return None
+
+    async def _drop(self, comp: Component, replicas: list[Replica]) -> None:
+        """Stop a roll's new copies (draining those that served)."""
+        await asyncio.gather(*(self.supervisor.stop(comp, r, drain=True) for r in replicas))
+        comp.incoming = [r for r in comp.incoming if r not in replicas]
+
+    # -- deleting -----------------------------------------------------------------------
+    def start_delete(self, name: str) -> asyncio.Task[None]:
+        """Begin deleting a component (status Deleting at once); the task drains and stops its copies."""
+        comp = self.component(name)
+        if comp.deletion is None:
+            comp.phase = Status.DELETING
+            if comp.rolling:
+                comp.rolling.cancel()
+            comp.deletion = asyncio.create_task(self._delete(comp))
+        return comp.deletion
 
     async def delete_component(self, name: str) -> None:
-        comp = self.component(name)
-        comp.phase = Status.DELETING
-        await asyncio.gather(*(self.supervisor.stop(comp, r, drain=True) for r in comp.replicas))
+        await asyncio.shield(self.start_delete(name))
+
+    async def _delete(self, comp: Component) -> None:
+        name = comp.spec.name
+        await asyncio.gather(*(self.supervisor.stop(comp, r, drain=True) for r in comp.replicas + comp.incoming))
         self.components.pop(name, None)
         self.table.close_pool(name)
         self.store.delete_component(name)
 
     # -- copies -------------------------------------------------------------------------
-    def _start_replica(self, comp: Component, slot: Slot) -> Replica:
-        replica = Replica(id=f"{comp.spec.name}-{comp.next_index}", component=comp.spec.name, slot=slot)
+    def _start_replica(self, comp: Component, slot: Slot, spec: ComponentSpec | None = None,
+                       trial: bool = False) -> Replica:
+        replica = Replica(id=f"{comp.spec.name}-{comp.next_index}", component=comp.spec.name, slot=slot,
+                          spec=spec or comp.spec, trial=trial)
         comp.next_index += 1
-        comp.replicas.append(replica)
+        (comp.incoming if trial else comp.replicas).append(replica)
         instance = self.endpoints[comp.spec.endpoint].instance_type
         replica.task = asyncio.create_task(self.supervisor.run(comp, replica, instance,
                                                                lambda r: self._relocate(comp, r)))
@@ -265,9 +454,29 @@ class Controller:
     def _relocate(self, comp: Component, replica: Replica) -> bool:
         """Move a copy whose instance is gone onto the capacity that is left; False if none is."""
         try:
-            replica.slot = self._place(comp.spec.endpoint, comp.spec.name, comp.spec, 1, moving=replica)[0]
+            replica.slot = self._place(comp.spec.endpoint, comp.spec.name, replica.spec, 1, moving=replica)[0]
         except ApiError as exc:
             self.supervisor.fail(comp, replica, f"lost its instance and cannot be re-placed: {exc.message}")
             return False
         log.warning("%s re-placed on instance %d", replica.id, replica.slot.instance)
         return True
+
+
+@dataclass
+class _Held(Holder):
+    """A placed copy, and which replica it is (so a copy being moved does not count against itself)."""
+
+    replica: Replica | None = None
+
+
+def _misfit(holders: list[Holder], old: EndpointSpec, new: EndpointSpec) -> str | None:
+    """Why the copies placed on an endpoint cannot stay where they are under its new shape, or None."""
+    if not holders:
+        return None
+    if new.instance_type != old.instance_type:
+        return (f"endpoint {new.name} has copies placed on {old.instance_type}; scale its inference components to "
+                f"0 copies before changing its instance type to {new.instance_type}")
+    if (used := max(h.slot.instance for h in holders) + 1) > new.instance_count:
+        return (f"endpoint {new.name} has copies on instance {used} of {old.instance_type}; scale its inference "
+                f"components in before lowering its instance count to {new.instance_count}")
+    return None

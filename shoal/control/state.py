@@ -18,13 +18,14 @@ class Replica:
     id: str
     component: str
     slot: Slot
+    spec: ComponentSpec  # what this copy runs (during a rolling update, old and new copies differ)
     status: CopyStatus = CopyStatus.STARTING
     handle: RunningCopy | None = None
     health_path: str = "/health"  # the engine's readiness route
     restarts: int = 0
     reason: str | None = None
     stopping: bool = False
-    replace: bool = False  # an update asked for a fresh process
+    trial: bool = False  # started by a rolling update and not yet replacing a copy: its failure is the update's
     task: asyncio.Task | None = None
     suspect: asyncio.Event = field(default_factory=asyncio.Event)  # the gateway saw it keep a request waiting
     recent_restarts: deque[float] = field(default_factory=deque)  # monotonic times, for the crash-loop rule
@@ -55,13 +56,18 @@ class Component:
     failure: str | None = None
     next_index: int = 0
     rolling: asyncio.Task | None = None  # an update replacing copies
+    deletion: asyncio.Task | None = None  # draining and stopping every copy, then forgetting the component
+    rolled_back: str | None = None  # why the last update was rolled back
     leaving: list[Replica] = field(default_factory=list)  # scaled in, draining: they still hold their slots
+    incoming: list[Replica] = field(default_factory=list)  # a rolling update's new copies, not yet serving
 
     @property
     def status(self) -> Status:
+        if self.phase == Status.DELETING:
+            return self.phase
         if self.failure:
             return Status.FAILED
-        if self.phase == Status.DELETING or (self.rolling and not self.rolling.done()):
+        if self.rolling and not self.rolling.done():
             return self.phase
         if all(r.status == CopyStatus.IN_SERVICE for r in self.replicas):
             return Status.IN_SERVICE
@@ -72,4 +78,5 @@ class Component:
         return self.spec.model_copy(update={"env": env})
 
     def view(self, copies: list[CopyView]) -> ComponentView:
-        return ComponentView(spec=self.redacted_spec(), status=self.status, reason=self.failure, copies=copies)
+        return ComponentView(spec=self.redacted_spec(), status=self.status, reason=self.failure or self.rolled_back,
+                             copies=copies)

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL_S = 0.5
 MAX_BACKOFF_S = 30.0
 DRAIN_TIMEOUT_S = 120.0
-REPLACED = "replaced"
 
 
 @dataclass
@@ -80,11 +79,6 @@ class Supervisor:
             why = await self._watch(comp, replica)
             if replica.stopping:
                 return
-            if why == REPLACED:
-                await self.drain(comp, replica)
-                await replica.handle.stop()
-                replica.status, replica.replace = CopyStatus.STARTING, False
-                continue
             self.table.remove_backend(comp.spec.name, replica.id)
             await replica.handle.stop(grace_s=2)
             replica.restarts += 1
@@ -100,7 +94,7 @@ class Supervisor:
             await asyncio.sleep(backoff)
 
     def _launch(self, comp: Component, replica: Replica, instance_type: str) -> CopyLaunch:
-        plan = engine_kind(comp.spec.engine).launch_plan(comp.spec.deployment(), replica.slot)
+        plan = engine_kind(replica.spec.engine).launch_plan(replica.spec.deployment(), replica.slot)
         replica.health_path = plan.health_path
         return CopyLaunch(replica.id, plan, replica.slot, self.log_path(replica), instance_type)
 
@@ -114,7 +108,8 @@ class Supervisor:
     def fail(self, comp: Component, replica: Replica, reason: str) -> None:
         self.table.remove_backend(comp.spec.name, replica.id)
         replica.status, replica.reason = CopyStatus.FAILED, reason
-        comp.failure = f"{replica.id}: {reason}"
+        if not replica.trial:  # a rolling update's new copy failing fails the update (it rolls back)
+            comp.failure = f"{replica.id}: {reason}"
         log.error("%s failed: %s", replica.id, reason)
 
     async def drain(self, comp: Component, replica: Replica) -> None:
@@ -141,7 +136,7 @@ class Supervisor:
 
     async def _wait_healthy(self, comp: Component, replica: Replica) -> str | None:
         assert replica.handle is not None
-        timeout_s = comp.spec.startup_timeout_s
+        timeout_s = replica.spec.startup_timeout_s
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if (ended := replica.handle.exit_status()) is not None:
@@ -166,18 +161,16 @@ class Supervisor:
         return None
 
     async def _watch(self, comp: Component, replica: Replica) -> str:
-        """Why the copy must leave service: it ended, grew past its memory limit, stopped answering its
-        health probes, or is being replaced."""
+        """Why the copy must leave service: it ended, grew past its memory limit, or stopped answering its
+        health probes."""
         assert replica.handle is not None
-        limit = comp.spec.compute.max_memory_mb
+        limit = replica.spec.compute.max_memory_mb
         failures, next_probe = 0, time.monotonic() + self.settings.probe_interval_s
         while not replica.stopping:
             if (ended := replica.handle.exit_status()) is not None:
                 return ended
             if limit and (used := replica.handle.memory_mb() or 0) > limit:
                 return f"used {used:.0f} MB, over MaxMemoryRequiredInMb={limit}"
-            if replica.replace:
-                return REPLACED
             if replica.suspect.is_set() or time.monotonic() >= next_probe:
                 replica.suspect.clear()
                 problem = await self._probe(comp, replica)

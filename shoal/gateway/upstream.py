@@ -92,7 +92,7 @@ class Upstreams:
                    key: bytes | None = None) -> AsyncIterator[Answer]:
         """POST `body` to `path` on one live copy of `pool`; yields its answer. A copy that fails before
         answering is left out and the request goes to another; once a copy answers, that is the answer."""
-        stats, started = pool.stats, time.perf_counter()
+        stats, started, answered = pool.stats, time.perf_counter(), False
         assert stats is not None
         try:
             async with self._admitted(pool):
@@ -104,7 +104,10 @@ class Upstreams:
                     answer.response.release()
                     answer.backend.end()
                     stats.answered(answer.status, started, sent, time.perf_counter())
+                    answered = True
         except ApiError as exc:
+            if answered:  # the route's own error about an answer already counted
+                raise
             if isinstance(exc, FirstByteTimeout):
                 stats.invocations += 1
                 stats.model_errors += 1

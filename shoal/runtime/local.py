@@ -20,9 +20,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def usable_cores(cores: tuple[int, ...]) -> tuple[int, ...]:
+    """The slot's cores that this machine has (a catalog instance type may have more than it)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return ()
+    have = os.sched_getaffinity(0)
+    return tuple(c for c in cores if c in have)
+
+
 def _child_setup(cores: tuple[int, ...]) -> None:
-    """In the child before exec: pin to the copy's cores; die with the shoal server."""
-    if cores and hasattr(os, "sched_setaffinity"):
+    """In the child before exec: pin to the copy's cores (those that exist here); die with the shoal server."""
+    if cores:
         os.sched_setaffinity(0, cores)
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -69,13 +77,14 @@ class LocalRuntime:
     async def launch(self, launch: CopyLaunch) -> LocalCopy:
         port = free_port()
         argv, env = launch.plan.render("127.0.0.1", port)
+        cores = usable_cores(launch.slot.cores)
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = launch.log_path.open("ab")
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, env={**os.environ, **env}, stdin=asyncio.subprocess.DEVNULL,
                 stdout=log, stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=lambda: _child_setup(launch.slot.cores))
+                preexec_fn=lambda: _child_setup(cores))
         except OSError as exc:  # the engine's program is not installed here, or not executable
             raise LaunchError(f"cannot run {argv[0]!r}: {exc.strerror or exc}", retry=False) from None
         finally:

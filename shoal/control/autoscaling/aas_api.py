@@ -1,8 +1,9 @@
 """Application Auto Scaling's API (JSON 1.1, `X-Amz-Target: AnyScaleFrontendService.<Op>`) over shoal's
 autoscaling policies, so boto3 `client("application-autoscaling", endpoint_url=...)` scripts work.
 
-One function per operation, over plain dicts (the request's JSON and the answer's), raising `AasError`
-with AWS's error code and words. Field names, enums and required members come from botocore's own
+One function per operation, over plain dicts (the request's JSON and the answer's), raising `AwsError`
+(the JSON 1.1 door's, shoal.control.sagemaker.protocol) with AWS's error code and words; `service()`
+registers them behind that door. Field names, enums and required members come from botocore's own
 service model. What is served: SageMaker inference components (`ServiceNamespace` sagemaker, `ResourceId`
 inference-component/<name>, `ScalableDimension` sagemaker:inference-component:DesiredCopyCount);
 target tracking on the two predefined inference-component metrics; step scaling, stored as given (a
@@ -13,78 +14,40 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
 
-from shoal.control.autoscaling.policy import Activity, Metric, PolicyError, ScalingPolicy, StepScaling, \
-    TargetTracking, bounds_error, target_value_error
+from shoal.control.autoscaling.policy import (
+    Activity,
+    Metric,
+    PolicyError,
+    ScalingPolicy,
+    StepScaling,
+    TargetTracking,
+    bounds_error,
+    target_value_error,
+)
 from shoal.control.autoscaling.scaler import Autoscaler
+from shoal.control.sagemaker.protocol import ACCOUNT, AwsError, Body, Caller, Service
+from shoal.control.sagemaker.protocol import validation as invalid
+from shoal.control.sagemaker.validate import check
 from shoal.errors import ApiError
 
 TARGET_PREFIX = "AnyScaleFrontendService"
 NAMESPACE = "sagemaker"
 DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
 RESOURCE_PREFIX = "inference-component/"
-ACCOUNT, REGION = "000000000000", "local"
 ROLE_ARN = (f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
             "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint")
 UNSUPPORTED = "Unsupported service namespace, resource type or scalable dimension"
-Body = dict[str, Any]
-
-
-class AasError(Exception):
-    """An answer other than success: AWS's error code (`__type`), its message, the HTTP status."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
-
-    def body(self) -> Body:
-        return {"__type": self.code, "message": self.message}
-
-
-def invalid(message: str) -> AasError:
-    return AasError("ValidationException", message)
-
-
-@lru_cache(maxsize=1)
-def service_model():  # type: ignore[no-untyped-def]
-    import botocore.session
-
-    return botocore.session.get_session().get_service_model("application-autoscaling")
-
-
-def _camel(name: str) -> str:
-    return name[:1].lower() + name[1:]
-
-
-def _enum_error(value: Any, where: str, shape: str) -> str | None:
-    allowed = service_model().shape_for(shape).enum
-    if value is None or value in allowed:
-        return None
-    return (f"Value '{value}' at '{where}' failed to satisfy constraint: Member must satisfy enum value set: "
-            f"[{', '.join(allowed)}]")
+LOCAL = Caller()
+Operation = Callable[[Autoscaler, Body, Caller], Body]
 
 
 def _check(operation: str, body: Body) -> None:
-    """AWS's own input validation: required members, enum values, types of numbers."""
-    if not isinstance(body, dict):
-        raise AasError("SerializationException", "Start of structure or map found where not expected.")
-    shape = service_model().operation_model(operation).input_shape
-    problems = [f"Value null at '{_camel(m)}' failed to satisfy constraint: Member must not be null"
-                for m in shape.required_members if body.get(m) is None]
-    for member in ("ServiceNamespace", "ScalableDimension", "PolicyType"):
-        if member in shape.members and (p := _enum_error(body.get(member), _camel(member),
-                                                         shape.members[member].name)):
-            problems.append(p)
-    for member in ("MinCapacity", "MaxCapacity", "MaxResults"):
-        if member in body and body[member] is not None and (type(body[member]) is not int):
-            raise AasError("SerializationException", f"NUMBER_VALUE can not be converted to an Integer ({member})")
-    if problems:
-        raise invalid(f"{len(problems)} validation error{'s' if len(problems) > 1 else ''} detected: "
-                      + "; ".join(problems))
+    """AWS's own input validation (required members, types, enums, ranges), from botocore's model."""
+    check("application-autoscaling", operation, body)
 
 
 def _component(body: Body, scaler: Autoscaler, must_exist: bool = True) -> str:
@@ -100,8 +63,8 @@ def _component(body: Body, scaler: Autoscaler, must_exist: bool = True) -> str:
     return name
 
 
-def _target_missing(body: Body) -> AasError:
-    return AasError("ObjectNotFoundException", f"No scalable target registered for service namespace: "
+def _target_missing(body: Body) -> AwsError:
+    return AwsError("ObjectNotFoundException", f"No scalable target registered for service namespace: "
                     f"{body['ServiceNamespace']}, resource ID: {body['ResourceId']}, scalable dimension: "
                     f"{body['ScalableDimension']}")
 
@@ -114,13 +77,13 @@ def _uuid(*parts: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(parts)))
 
 
-def target_arn(policy: ScalingPolicy) -> str:
-    return (f"arn:aws:application-autoscaling:{REGION}:{ACCOUNT}:scalable-target/"
+def target_arn(policy: ScalingPolicy, caller: Caller = LOCAL) -> str:
+    return (f"arn:aws:application-autoscaling:{caller.region}:{ACCOUNT}:scalable-target/"
             f"{_uuid(policy.component, str(policy.created_at)).replace('-', '')}")
 
 
-def policy_arn(component: str, name: str) -> str:
-    return (f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:scalingPolicy:{_uuid(component, name)}:resource/sagemaker/"
+def policy_arn(component: str, name: str, caller: Caller = LOCAL) -> str:
+    return (f"arn:aws:autoscaling:{caller.region}:{ACCOUNT}:scalingPolicy:{_uuid(component, name)}:resource/sagemaker/"
             f"{_resource(component)}:policyName/{name}")
 
 
@@ -137,7 +100,7 @@ def _page(items: list[Body], body: Body, key: str) -> Body:
     try:
         start = int(body.get("NextToken") or 0)
     except ValueError:
-        raise AasError("InvalidNextTokenException", "Invalid token") from None
+        raise AwsError("InvalidNextTokenException", "Invalid token") from None
     out: Body = {key: items[start:start + limit]}
     if start + limit < len(items):
         out["NextToken"] = str(start + limit)
@@ -145,7 +108,7 @@ def _page(items: list[Body], body: Body, key: str) -> Body:
 
 
 # -- operations -------------------------------------------------------------------------------------------------
-def register_scalable_target(scaler: Autoscaler, body: Body) -> Body:
+def register_scalable_target(scaler: Autoscaler, body: Body, caller: Caller = LOCAL) -> Body:
     _check("RegisterScalableTarget", body)
     name = _component(body, scaler)
     old = scaler.get(name)
@@ -165,14 +128,14 @@ def register_scalable_target(scaler: Autoscaler, body: Body) -> Body:
         if key in suspended:
             fields[field] = bool(suspended[key])
     policy = old.model_copy(update=fields) if old else ScalingPolicy(component=name, **fields)
-    return {"ScalableTargetARN": target_arn(_put(scaler, policy))}
+    return {"ScalableTargetARN": target_arn(_put(scaler, policy), caller)}
 
 
-def deregister_scalable_target(scaler: Autoscaler, body: Body) -> Body:
+def deregister_scalable_target(scaler: Autoscaler, body: Body, caller: Caller = LOCAL) -> Body:
     _check("DeregisterScalableTarget", body)
     name = _component(body, scaler, must_exist=False)
     if not scaler.delete(name):
-        raise AasError("ObjectNotFoundException", f"No scalable target found for service namespace: "
+        raise AwsError("ObjectNotFoundException", f"No scalable target found for service namespace: "
                        f"{body['ServiceNamespace']}, resource ID: {body['ResourceId']}, scalable dimension: "
                        f"{body['ScalableDimension']}")
     return {}
@@ -185,16 +148,11 @@ def _tracking(name: str, config: Any) -> TargetTracking:
     if "CustomizedMetricSpecification" in config or "PredefinedMetricSpecification" not in config:
         raise invalid(f"shoal tracks predefined metrics only: give PredefinedMetricSpecification with "
                       f"PredefinedMetricType {Metric.CONCURRENCY.value} or {Metric.INVOCATIONS.value}")
-    metric = (config["PredefinedMetricSpecification"] or {}).get("PredefinedMetricType")
-    if problem := _enum_error(metric, "targetTrackingScalingPolicyConfiguration.predefinedMetricSpecification."
-                                      "predefinedMetricType", "MetricType"):
-        raise invalid(f"1 validation error detected: {problem}")
+    metric = config["PredefinedMetricSpecification"]["PredefinedMetricType"]  # present and in AWS's enum: _check
     if metric not in {m.value for m in Metric}:
         raise invalid(f"The predefined metric type {metric} is not supported for the scalable dimension {DIMENSION}; "
                       f"use {Metric.CONCURRENCY.value} or {Metric.INVOCATIONS.value}")
     target = config["TargetValue"]
-    if not isinstance(target, (int, float)) or isinstance(target, bool):
-        raise AasError("SerializationException", "NUMBER_VALUE can not be converted to a Double (TargetValue)")
     if problem := target_value_error(float(target)):
         raise invalid(problem)
     try:
@@ -206,7 +164,7 @@ def _tracking(name: str, config: Any) -> TargetTracking:
         raise invalid(str(exc)) from None
 
 
-def put_scaling_policy(scaler: Autoscaler, body: Body) -> Body:
+def put_scaling_policy(scaler: Autoscaler, body: Body, caller: Caller = LOCAL) -> Body:
     _check("PutScalingPolicy", body)
     name = _component(body, scaler)
     policy = scaler.get(name)
@@ -225,15 +183,15 @@ def put_scaling_policy(scaler: Autoscaler, body: Body) -> Body:
     else:
         raise invalid(f"{kind} policies are not supported for {DIMENSION}; use TargetTrackingScaling or StepScaling")
     _put(scaler, policy)
-    return {"PolicyARN": policy_arn(name, policy_name), "Alarms": []}
+    return {"PolicyARN": policy_arn(name, policy_name, caller), "Alarms": []}
 
 
-def delete_scaling_policy(scaler: Autoscaler, body: Body) -> Body:
+def delete_scaling_policy(scaler: Autoscaler, body: Body, caller: Caller = LOCAL) -> Body:
     _check("DeleteScalingPolicy", body)
     name = _component(body, scaler, must_exist=False)
     policy = scaler.get(name)
     if policy is None or not policy.has(body["PolicyName"]):
-        raise AasError("ObjectNotFoundException", f"No scaling policy found for service namespace: "
+        raise AwsError("ObjectNotFoundException", f"No scaling policy found for service namespace: "
                        f"{body['ServiceNamespace']}, resource ID: {body['ResourceId']}, scalable dimension: "
                        f"{body['ScalableDimension']}, policy name: {body['PolicyName']}")
     _put(scaler, policy.without(body["PolicyName"]))
@@ -247,12 +205,12 @@ def _filter(scaler: Autoscaler, body: Body, resource_ids: list[str] | None) -> l
     return [p for p in scaler.policies.values() if resource_ids is None or _resource(p.component) in resource_ids]
 
 
-def describe_scalable_targets(scaler: Autoscaler, body: Body) -> Body:
+def describe_scalable_targets(scaler: Autoscaler, body: Body, caller: Caller = LOCAL) -> Body:
     _check("DescribeScalableTargets", body)
     ids = body.get("ResourceIds")
     targets = [{"ServiceNamespace": NAMESPACE, "ResourceId": _resource(p.component), "ScalableDimension": DIMENSION,
                 "MinCapacity": p.min_copies, "MaxCapacity": p.max_copies, "RoleARN": ROLE_ARN,
-                "CreationTime": p.created_at, "ScalableTargetARN": target_arn(p),
+                "CreationTime": p.created_at, "ScalableTargetARN": target_arn(p, caller),
                 "SuspendedState": {"DynamicScalingInSuspended": p.scale_in_suspended,
                                    "DynamicScalingOutSuspended": p.scale_out_suspended,
                                    "ScheduledScalingSuspended": False}}
@@ -260,13 +218,13 @@ def describe_scalable_targets(scaler: Autoscaler, body: Body) -> Body:
     return _page(targets, body, "ScalableTargets")
 
 
-def _policy_body(p: ScalingPolicy, kind: str, name: str, config: Body, created_at: float) -> Body:
-    return {"PolicyARN": policy_arn(p.component, name), "PolicyName": name, "ServiceNamespace": NAMESPACE,
+def _policy_body(p: ScalingPolicy, kind: str, name: str, config: Body, created_at: float, caller: Caller) -> Body:
+    return {"PolicyARN": policy_arn(p.component, name, caller), "PolicyName": name, "ServiceNamespace": NAMESPACE,
             "ResourceId": _resource(p.component), "ScalableDimension": DIMENSION, "PolicyType": kind,
             f"{kind}PolicyConfiguration": config, "Alarms": [], "CreationTime": created_at}
 
 
-def describe_scaling_policies(scaler: Autoscaler, body: Body) -> Body:
+def describe_scaling_policies(scaler: Autoscaler, body: Body, caller: Caller = LOCAL) -> Body:
     _check("DescribeScalingPolicies", body)
     resource = body.get("ResourceId")
     names = body.get("PolicyNames") or None
@@ -276,8 +234,8 @@ def describe_scaling_policies(scaler: Autoscaler, body: Body) -> Body:
             out.append(_policy_body(p, "TargetTrackingScaling", t.name, {
                 "TargetValue": t.target, "PredefinedMetricSpecification": {"PredefinedMetricType": t.metric.value},
                 "ScaleOutCooldown": t.scale_out_cooldown_s, "ScaleInCooldown": t.scale_in_cooldown_s,
-                "DisableScaleIn": t.disable_scale_in}, t.created_at))
-        out += [_policy_body(p, "StepScaling", s.name, s.config, s.created_at) for s in p.steps]
+                "DisableScaleIn": t.disable_scale_in}, t.created_at, caller))
+        out += [_policy_body(p, "StepScaling", s.name, s.config, s.created_at, caller) for s in p.steps]
     return _page([o for o in out if names is None or o["PolicyName"] in names], body, "ScalingPolicies")
 
 
@@ -292,7 +250,7 @@ def _activity_body(a: Activity) -> Body:
     return out
 
 
-def describe_scaling_activities(scaler: Autoscaler, body: Body) -> Body:
+def describe_scaling_activities(scaler: Autoscaler, body: Body, caller: Caller = LOCAL) -> Body:
     _check("DescribeScalingActivities", body)
     if body["ServiceNamespace"] != NAMESPACE or body.get("ScalableDimension") not in (None, DIMENSION):
         return {"ScalingActivities": []}
@@ -302,7 +260,7 @@ def describe_scaling_activities(scaler: Autoscaler, body: Body) -> Body:
     return _page([_activity_body(a) for a in activities], body, "ScalingActivities")
 
 
-OPERATIONS: dict[str, Callable[[Autoscaler, Body], Body]] = {
+OPERATIONS: dict[str, Operation] = {
     "RegisterScalableTarget": register_scalable_target,
     "DeregisterScalableTarget": deregister_scalable_target,
     "PutScalingPolicy": put_scaling_policy,
@@ -313,12 +271,15 @@ OPERATIONS: dict[str, Callable[[Autoscaler, Body], Body]] = {
 }
 
 
-def call(scaler: Autoscaler, operation: str, body: Body) -> Body:
-    """Run one operation; `AasError` for anything but success (an unknown operation included)."""
+def call(scaler: Autoscaler, operation: str, body: Body, caller: Caller = LOCAL) -> Body:
+    """Run one operation; `AwsError` for anything but success (an unknown operation included)."""
     handler = OPERATIONS.get(operation)
     if handler is None:
-        raise AasError("UnknownOperationException", f"Operation {TARGET_PREFIX}.{operation} is not served by shoal "
+        raise AwsError("UnknownOperationException", f"Operation {TARGET_PREFIX}.{operation} is not served by shoal "
                                                      f"(served: {', '.join(OPERATIONS)})")
-    return handler(scaler, body)
+    return handler(scaler, body, caller)
 
 
+def service(scaler: Autoscaler) -> Service:
+    """Application Auto Scaling behind the JSON 1.1 door (`X-Amz-Target: AnyScaleFrontendService.<Op>`)."""
+    return lambda operation, body, caller: call(scaler, operation, body, caller)

@@ -181,9 +181,9 @@ class AutoscalingSpec(BaseModel):
 
     min_copies: int = Field(alias="MinCapacity", json_schema_extra={"examples": [0]})
     max_copies: int = Field(alias="MaxCapacity", json_schema_extra={"examples": [4]})
-    target_concurrency: float | None = Field(None, alias="TargetConcurrency",
+    target_concurrency: float | None = Field(None, gt=0, alias="TargetConcurrency",
                                              description="requests in flight + queued per copy")
-    target_invocations: float | None = Field(None, alias="TargetInvocationsPerCopyPerMinute")
+    target_invocations: float | None = Field(None, gt=0, alias="TargetInvocationsPerCopyPerMinute")
     scale_out_cooldown_s: int = Field(300, ge=0, le=86400, alias="ScaleOutCooldown")
     scale_in_cooldown_s: int = Field(300, ge=0, le=86400, alias="ScaleInCooldown")
     cold_start_timeout_s: float = Field(300.0, gt=0, le=3600, alias="ColdStartTimeout",

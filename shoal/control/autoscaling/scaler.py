@@ -28,7 +28,7 @@ from shoal.gateway.pool import Pool
 
 log = logging.getLogger(__name__)
 KEEP_ACTIVITIES = 100  # per component
-_DOES_NOT_FIT = re.compile(r"^copy (\d+) of .+? does not fit: (.*)$", re.S)
+_DOES_NOT_FIT = re.compile(r"^copy (\d+) of .+? does not fit: (.*)$", re.DOTALL)
 
 
 class Autoscaler:
@@ -98,6 +98,8 @@ class Autoscaler:
 
     def history(self, component: str) -> list[Activity]:
         """Newest first, as DescribeScalingActivities lists them."""
+        if comp := self.c.components.get(component):
+            self._settle(component, comp)
         return list(reversed(self.activities.get(component, ())))
 
     def view(self, component: str) -> AutoscalingView | None:
@@ -105,6 +107,8 @@ class Autoscaler:
         if policy is None:
             return None
         first = policy.tracking[0] if policy.tracking else None
+        if comp := self.c.components.get(component):
+            self._settle(component, comp)
         history = self.activities.get(component)
         return AutoscalingView(min_copies=policy.min_copies, max_copies=policy.max_copies,
                                targets=[t.describe() for t in policy.tracking],
@@ -159,6 +163,8 @@ class Autoscaler:
             policy = self.policies.get(name)
             if policy is None or comp.status in (Status.FAILED, Status.DELETING):
                 continue
+            if comp.rolling and not comp.rolling.done():  # as SageMaker: no autoscaling during an update
+                continue
             if pool.on_demand is None:
                 self._attach(name)
             copies = len(comp.replicas)
@@ -178,14 +184,17 @@ class Autoscaler:
         to = decision.desired
         try:
             await self.c.update_component(name, ComponentUpdate(copies=to))
-        except ApiError as exc:
+        except ApiError as exc:  # the instances are full: as many as fit (placement is pure; a refusal changes nothing)
             fits = _DOES_NOT_FIT.match(exc.message)
             short = f"cannot place copy {fits[1]}: {fits[2]}" if fits else exc.message
-            placeable = int(fits[1]) - 1 if fits else copies
-            if placeable <= copies:
+            for to in range(decision.desired - 1, copies, -1):
+                try:
+                    await self.c.update_component(name, ComponentUpdate(copies=to))
+                    break
+                except ApiError:
+                    continue
+            else:
                 return self._failed(activity, short)
-            to = placeable
-            await self.c.update_component(name, ComponentUpdate(copies=to))
             activity.to_copies, activity.message = to, f"{to} of {decision.desired} copies: {short}"
         last = self.last.get(name, LastActions())
         self.last[name] = (LastActions(now, to, last.in_at) if to > copies else LastActions(last.out_at, last.out_to, now))
