@@ -16,10 +16,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from helpers import wait_healthy  # noqa: E402
 
 SCHEDULE = "hold:1:20,ramp:1-12:30,hold:12:60,ramp:12-1:30,hold:1:20,hold:0:40,hold:1:20"
 ENV = "env.MAX_INPUT_LENGTH=256,env.MAX_TOTAL_TOKENS=512,env.MAX_BATCH_TOTAL_TOKENS=8192"
@@ -50,7 +50,7 @@ def main() -> None:
         server = subprocess.Popen([*shoal, "server", "--port", str(args.port), "--state-dir", state,
                                    "--log-level", "warning"])
         try:
-            _wait_up(url)
+            wait_healthy(url, server)
             bench = [*shoal, "bench", "--url", url, "--deploy", "gemma-3-270m", "--schedule", args.schedule,
                      "--prompt-tokens", str(args.prompt_tokens), "--max-new-tokens", str(args.max_new_tokens),
                      "--out", str(args.out)]
@@ -64,17 +64,6 @@ def main() -> None:
     summary = summarize(json.loads((args.out / "results.json").read_text())["points"], n)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(markdown(summary))
-
-
-def _wait_up(url: str) -> None:
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"no shoal server at {url}")
 
 
 def summarize(points: list[dict], max_copies: int) -> dict:

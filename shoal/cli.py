@@ -281,7 +281,8 @@ def _show_component(view: dict) -> None:
     for r in view["copies"]:
         slot = r["slot"]
         table.add_row(r["id"], r["status"], str(slot["instance"]), ",".join(map(str, slot["accelerators"])) or "-",
-                      ",".join(map(str, slot["cores"])) + ("" if slot["cpu_share"] >= 1 else f" ({slot['cpu_share']:g})"),
+                      ",".join(map(str, slot["cores"]))
+                      + ("" if slot["cpu_share"] >= 1 else f" ({slot['cpu_share']:g})"),
                       str(slot["memory_mb"]), r["address"] or "-", str(r["pid"] or "-"), str(r["restarts"]),
                       str(r["in_flight"]), r["reason"] or "")
     console.print(table)
@@ -372,8 +373,8 @@ def bench(
     vus: Annotated[Optional[str], typer.Option(help="Closed loop: virtual users per point, e.g. 1,2,4,8")] = None,
     rate: Annotated[Optional[str], typer.Option(help="Open loop: arrivals per second per point, e.g. 1,2,4")] = None,
     schedule: Annotated[Optional[str], typer.Option(
-        help="Load that changes over time, e.g. ramp:1-16:60,hold:16:60,ramp:16-1:60 (virtual users; stages ramp:A-B:S, "
-             "hold:N:S, step:N:S); records the component's copies over time")] = None,
+        help="Load that changes over time, e.g. ramp:1-16:60,hold:16:60,ramp:16-1:60 (virtual users; stages "
+             "ramp:A-B:S, hold:N:S, step:N:S); records the component's copies over time")] = None,
     schedule_rate: Annotated[bool, typer.Option(
         help="The --schedule's values are arrivals per second (open loop), not virtual users")] = False,
     poisson: Annotated[bool, typer.Option(help="Open loop: Poisson arrivals instead of constant")] = False,

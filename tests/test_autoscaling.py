@@ -79,7 +79,8 @@ def scaler(tmp_path: Path) -> Autoscaler:
 
 
 def _key(name: str = "gemma") -> dict:
-    return {"ServiceNamespace": "sagemaker", "ResourceId": f"inference-component/{name}", "ScalableDimension": DIMENSION}
+    return {"ServiceNamespace": "sagemaker", "ResourceId": f"inference-component/{name}",
+            "ScalableDimension": DIMENSION}
 
 
 def _error(scaler: Autoscaler, op: str, body: dict) -> AwsError:
@@ -376,7 +377,8 @@ def test_boto3_application_autoscaling_end_to_end(server: str) -> None:
         assert activity["Description"] == "Setting desired copy count to 1." and activity["StatusCode"] == "Successful"
         assert activity["StartTime"] <= activity["EndTime"]
 
-        for bad, error in (({"MinCapacity": 3, "MaxCapacity": 1}, "Maximum capacity cannot be less than minimum capacity"),
+        for bad, error in (({"MinCapacity": 3, "MaxCapacity": 1},
+                            "Maximum capacity cannot be less than minimum capacity"),
                            ({"ResourceId": "inference-component/ghost", "MinCapacity": 0, "MaxCapacity": 1},
                             "Could not find inference component \"ghost\"."),
                            ({"ResourceId": "endpoint/boto/variant/AllTraffic", "MinCapacity": 0, "MaxCapacity": 1},

@@ -18,7 +18,8 @@ def tracking(target: float = 4, out: int = 0, scale_in: int = 60, metric: Metric
                           scale_in_cooldown_s=scale_in, disable_scale_in=disable_in)
 
 
-def policy(lo: int = 0, hi: int = 4, *trackers: TargetTracking, steps: list[StepScaling] | None = None) -> ScalingPolicy:
+def policy(lo: int = 0, hi: int = 4, *trackers: TargetTracking,
+           steps: list[StepScaling] | None = None) -> ScalingPolicy:
     return ScalingPolicy(component="c", min_copies=lo, max_copies=hi,
                          tracking=list(trackers) if trackers else [tracking()], steps=steps or [])
 

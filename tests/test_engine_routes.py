@@ -48,7 +48,9 @@ def test_generate_stream_matches_generate(engine_url: str) -> None:
     assert [e["index"] for e in events] == list(range(1, 7))
     assert all(e["generated_text"] is None for e in events[:-1])
     assert events[-1]["generated_text"] == whole["generated_text"]
-    assert events[-1]["details"] == {"finish_reason": "length", "generated_tokens": 6, "seed": None}
+    details = events[-1]["details"]
+    assert details.pop("cached_tokens") > 0  # the prompt was computed for /generate just before
+    assert details == {"finish_reason": "length", "generated_tokens": 6, "seed": None}
     assert [e["token"]["id"] for e in events] == [t["id"] for t in whole["details"]["tokens"]]
 
 
@@ -83,9 +85,15 @@ def test_eos_token_finishes(engine_url: str) -> None:
 def test_seeded_sampling_is_reproducible(engine_url: str) -> None:
     params = {"max_new_tokens": 12, "do_sample": True, "temperature": 1.2, "top_k": 50, "seed": 7,
               "details": True}
-    a = post(engine_url, "/generate", {"inputs": PROMPT, "parameters": params}).json()
-    b = post(engine_url, "/generate", {"inputs": PROMPT, "parameters": params}).json()
-    c = post(engine_url, "/generate", {"inputs": PROMPT, "parameters": {**params, "seed": 8}}).json()
+    # A prompt no other test sends: the first request computes it alone (a cache miss), the second reuses
+    # that computation (a hit). Same seed, same load: the same text, hit or miss. (A prefix cached from a
+    # request that ran beside others was computed in another batch shape: see docs/architecture.md.)
+    prompt = "Zebras live on the African savanna in large herds, and what they mostly eat is"
+    a = post(engine_url, "/generate", {"inputs": prompt, "parameters": params})
+    b = post(engine_url, "/generate", {"inputs": prompt, "parameters": params})
+    assert a.headers["x-cached-tokens"] == "0" and int(b.headers["x-cached-tokens"]) > 3
+    a, b = a.json(), b.json()
+    c = post(engine_url, "/generate", {"inputs": prompt, "parameters": {**params, "seed": 8}}).json()
     assert a["generated_text"] == b["generated_text"]
     assert a["details"]["seed"] == 7
     assert c["generated_text"] != a["generated_text"]

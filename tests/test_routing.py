@@ -43,12 +43,41 @@ def test_prefix_affinity_sticks_then_spills_and_survives_scaling() -> None:
     homes = {key: router.choose(rs, key).id for key in (b"alpha", b"beta", b"gamma", b"delta", b"eps")}
     assert all(router.choose(rs, key).id == home for key, home in homes.items())  # same prefix, same copy
     assert len(set(homes.values())) > 1  # different prefixes spread
+    survivors = [r for r in rs if r.id != homes[b"beta"]]  # a copy leaves: others keep their prefixes
+    assert all(router.choose(survivors, k).id == h for k, h in homes.items() if h != homes[b"beta"])
     busy = next(r for r in rs if r.id == homes[b"alpha"])
     busy.in_flight = 3  # more than `bound` over the least loaded: spill
     assert router.choose(rs, b"alpha").id != busy.id
-    busy.in_flight = 0
-    survivors = [r for r in rs if r.id != homes[b"beta"]]  # a copy leaves: others keep their prefixes
-    assert all(router.choose(survivors, k).id == h for k, h in homes.items() if h != homes[b"beta"])
+
+
+def test_prefix_affinity_follows_the_longest_prefix_each_copy_was_sent() -> None:
+    router = PrefixAffinity(bound=4)
+    rs = replicas(0, 0)
+    system_a, system_b = b"A" * 600, b"B" * 600  # two long system prompts
+    first_a = router.choose(rs, system_a + b" question 1")
+    first_b = router.choose(rs, system_b + b" question 1")
+    for n in range(2, 6):  # new questions after a known system prompt go where that prompt is cached
+        assert router.choose(rs, system_a + b" question %d" % n) is first_a
+        assert router.choose(rs, system_b + b" question %d" % n) is first_b
+    history = system_a + b" a long conversation " * 40
+    first_a.in_flight = 10  # busy past the bound: the conversation goes to the other copy
+    other = router.choose(rs, history)
+    assert other is not first_a
+    first_a.in_flight = 0
+    assert router.choose(rs, history + b" next turn") is other  # the longer prefix it holds wins
+
+
+def test_prefix_affinity_load_bound_spreads_one_hot_prefix() -> None:
+    router = PrefixAffinity(bound=2)
+    rs = replicas(0, 0, 0)
+    hot = b"H" * 400
+    picks = []
+    for _ in range(12):  # requests that stay in flight: the holder fills up to the bound, then others take them
+        chosen = router.choose(rs, hot)
+        chosen.in_flight += 1
+        picks.append(chosen.id)
+    loads = sorted(r.in_flight for r in rs)
+    assert loads[-1] - loads[0] <= 3 and len(set(picks)) == 3  # no copy more than bound + 1 above another
 
 
 def test_every_strategy_is_buildable_and_picks_one_of_the_candidates() -> None:
@@ -107,6 +136,6 @@ def test_prefix_key_reads_each_protocol_and_ignores_odd_bodies() -> None:
     from shoal.gateway.routes import _prefix_key
 
     assert _prefix_key(b'{"inputs": "abc", "parameters": {}}') == b"abc"
-    assert _prefix_key(b'{"prompt": "' + b"x" * 1000 + b'"}') == b"x" * 256
+    assert _prefix_key(b'{"prompt": "' + b"x" * 10000 + b'"}') == b"x" * 8192
     assert _prefix_key(b'{"messages": [{"role": "user", "content": "hi"}]}').startswith(b'[{"role":"user"')
     assert _prefix_key(b"[1, 2]") is None and _prefix_key(b"not json") is None and _prefix_key(b"{}") is None

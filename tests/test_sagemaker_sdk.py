@@ -84,7 +84,7 @@ def test_the_seeds_cells_run_unchanged(tmp_path: Path, undo_cell_one: None) -> N
           'SM_NUM_GPUS': json.dumps(1), # Number of GPU used per replica
           'MAX_INPUT_LENGTH': json.dumps(256),  # Max length of input text
           'MAX_TOTAL_TOKENS': json.dumps(512),  # Max length of the generation (including input text)
-          'MAX_BATCH_TOTAL_TOKENS': json.dumps(2048),  # Limits the number of tokens that can be processed in parallel during the generation
+          'MAX_BATCH_TOTAL_TOKENS': json.dumps(2048),  # Limits the number of tokens that can be processed in parallel during the generation  # noqa: E501 (the seed's line)
           'HUGGING_FACE_HUB_TOKEN': "hf_not_a_real_token" # uncomment when using a private model
           # 'HUGGING_FACE_HUB_TOKEN': "<REPLACE WITH YOUR TOKEN>" # uncomment when using a private model
           # ,'HF_MODEL_QUANTIZE': "gptq", # comment in when using awq quantized checkpoint
@@ -144,7 +144,7 @@ def test_the_seeds_cells_run_unchanged(tmp_path: Path, undo_cell_one: None) -> N
         assert res[0]["generated_text"].strip()
 
         # -- 5. Benchmark multi-replica endpoint: the component's name, then a request through boto3 -----------------
-        inference_component = llm_model.sagemaker_session.list_inference_components(endpoint_name_equals=llm.endpoint_name).get("InferenceComponents")[0].get("InferenceComponentName")
+        inference_component = llm_model.sagemaker_session.list_inference_components(endpoint_name_equals=llm.endpoint_name).get("InferenceComponents")[0].get("InferenceComponentName")  # noqa: E501
         endpoint_name = llm.endpoint_name
 
         answer = boto3.client("sagemaker-runtime").invoke_endpoint(

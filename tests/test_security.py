@@ -108,6 +108,15 @@ def test_tgi_client_and_shoal_api_take_bearer_keys_with_scopes(locked: str, keys
     assert httpx.get(f"{locked}/api/endpoints", headers=admin).status_code == 200
 
 
+def test_shoal_bench_sends_the_key_from_the_environment(locked: str, keys: dict, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "shoal.cli", "bench", "--url", locked, "--endpoint", "locked", "--vus", "1",
+               "--duration", "2", "--prompt-tokens", "16", "--max-new-tokens", "2", "--out", str(tmp_path)]
+    env = {**os.environ, "SHOAL_API_KEY": secret(keys["invoke"])}
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
+    point = json.loads((tmp_path / "results.json").read_text())["points"][0]
+    assert point["requests"] > 0 and point["success_pct"] == 100
+
+
 def test_an_unauthenticated_caller_cannot_start_a_copy(locked: str, keys: dict) -> None:
     spec = {"InferenceComponentName": "intruder", "EndpointName": "locked", "ModelId": "gemma-3-270m"}
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {secret(keys['invoke'])}"}):

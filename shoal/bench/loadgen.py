@@ -6,6 +6,7 @@ arrivals per second that change over time."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections.abc import Callable
@@ -89,8 +90,11 @@ async def _read_stream(response: aiohttp.ClientResponse, record: Record) -> None
 
 
 def _session(workload: Workload, connections: int) -> aiohttp.ClientSession:
+    """Keep-alive connections for the users; SHOAL_API_KEY, if set, is sent as a Bearer token (as the SDK)."""
+    key = os.environ.get("SHOAL_API_KEY")
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections + 8),
-                                 timeout=aiohttp.ClientTimeout(total=workload.timeout_s))
+                                 timeout=aiohttp.ClientTimeout(total=workload.timeout_s),
+                                 headers={"Authorization": f"Bearer {key}"} if key else None)
 
 
 @dataclass

@@ -178,7 +178,8 @@ class Controller:
         view = comp.view([r.view(self.table.in_flight(name, r.id)) for r in comp.replicas + comp.incoming])
         serving = sum(r.status == CopyStatus.IN_SERVICE for r in comp.replicas)
         return view.model_copy(update={"desired_copies": len(comp.replicas), "current_copies": serving,
-                                       "draining_copies": len(comp.leaving), "autoscaling": self.autoscaling_view(name)})
+                                       "draining_copies": len(comp.leaving),
+                                       "autoscaling": self.autoscaling_view(name)})
 
     def list_components(self, endpoint: str | None = None) -> list[ComponentView]:
         return [self.component_view(name) for name, c in self.components.items() if endpoint in (None, c.spec.endpoint)]

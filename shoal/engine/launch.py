@@ -27,9 +27,9 @@ def load_runner(settings: EngineSettings) -> LlamaCppRunner:
         task = progress.add_task(path.name, total=1.0)
         runner = LlamaCppRunner(
             canonical_name(settings.model_id), path,
-            n_ctx=settings.max_batch_total_tokens,
+            n_ctx=settings.context_tokens,
             n_batch=settings.max_batch_prefill_tokens + settings.max_sequences,
-            n_seq_max=settings.max_sequences, n_threads=settings.threads,
+            n_seq_max=settings.sequence_ids, n_threads=settings.threads,
             n_gpu_layers=-1 if settings.num_gpus else 0, flash_attention=settings.flash_attention,
             extra_buffers=extra_buffers, on_progress=lambda p: progress.update(task, completed=p))
     log.info("loaded %s (%s, %s) with %d threads on %s; extra CPU weight buffers %s", runner.info.model_id,

@@ -23,3 +23,13 @@ BATCH_MAX_TOKENS_PEAK = Gauge("shoal_batch_max_tokens_peak",
 BATCH_FORWARD_DURATION = Histogram("tgi_batch_forward_duration", "Seconds per forward pass", buckets=_LATENCY)
 BATCH_TOKENS = Counter("shoal_batch_tokens", "Tokens fed through forward passes (prompt and generated)")
 IN_FLIGHT = Gauge("shoal_engine_in_flight", "Requests admitted by the HTTP server and not yet answered")
+PREFIX_LOOKUPS = Counter("shoal_prefix_cache_lookups", "Requests that looked for a cached prompt prefix")
+PREFIX_HITS = Counter("shoal_prefix_cache_hits", "Requests that reused a cached prompt prefix")
+PREFIX_PROMPT_TOKENS = Counter("shoal_prefix_cache_prompt_tokens", "Prompt tokens of the requests that looked")
+PREFIX_CACHED_TOKENS = Counter("shoal_prefix_cache_cached_tokens", "Prompt tokens reused instead of computed")
+PREFIX_SWA_MISSES = Counter("shoal_prefix_cache_window_misses",
+                            "Matches not reused: the sliding-window layers no longer hold the cells before them")
+PREFIX_EVICTIONS = Counter("shoal_prefix_cache_evictions", "Cached prefixes dropped to make room")
+PREFIX_ENTRIES = Gauge("shoal_prefix_cache_entries", "Cached prefixes held")
+PREFIX_HELD_TOKENS = Gauge("shoal_prefix_cache_tokens", "Tokens the cached prefixes hold")
+PREFIX_HIT_RATE = Gauge("shoal_prefix_cache_hit_rate", "Hits / lookups since the engine started")

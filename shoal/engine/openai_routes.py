@@ -40,9 +40,10 @@ def _strip_stop(text: str, finish: Finish, stops: tuple[str, ...]) -> str:
     return text
 
 
-def _usage(prep: Prepared, finish: Finish) -> dict[str, int]:
+def _usage(prep: Prepared, finish: Finish) -> dict[str, Any]:
     n = finish.generated_tokens
-    return {"prompt_tokens": len(prep.prompt), "completion_tokens": n, "total_tokens": len(prep.prompt) + n}
+    return {"prompt_tokens": len(prep.prompt), "completion_tokens": n, "total_tokens": len(prep.prompt) + n,
+            "prompt_tokens_details": {"cached_tokens": finish.cached_tokens}}
 
 
 async def _respond(request: web.Request, engine: Engine, prep: Prepared, stream: bool, want_logprobs: bool,

@@ -29,6 +29,7 @@ class Details(_Answer):
     finish_reason: Literal["length", "eos_token", "stop_sequence"]
     generated_tokens: int
     seed: int | None = None
+    cached_tokens: int | None = None  # shoal's: prompt tokens reused from the prefix cache
     prefill: list[TokenInfo] = []
     tokens: list[TokenInfo] = []
     top_tokens: list[list[TokenInfo]] = []
@@ -57,10 +58,15 @@ class OpenAIError(_Answer):
     error: OpenAIErrorDetail
 
 
+class PromptTokensDetails(_Answer):
+    cached_tokens: int = 0  # prompt tokens reused from the prefix cache
+
+
 class Usage(_Answer):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class CompletionChoice(_Answer):
@@ -118,6 +124,7 @@ class StreamDetails(_Answer):
     finish_reason: Literal["length", "eos_token", "stop_sequence"]
     generated_tokens: int
     seed: int | None = None
+    cached_tokens: int | None = None
 
 
 class TgiStreamEvent(_Answer):

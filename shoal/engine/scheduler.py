@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shoal.engine import metrics
+from shoal.engine.prefix_cache import PrefixCache, PrefixReuse
 from shoal.engine.runners.base import BatchItem, ModelRunner
 from shoal.engine.sampling import Choice, Sampler, SamplingParams
 from shoal.engine.settings import EngineSettings
@@ -46,6 +47,7 @@ class Finish:
     generated_tokens: int
     queue_time: float
     inference_time: float
+    cached_tokens: int = 0  # prompt tokens reused from the prefix cache
 
 
 @dataclass(slots=True)
@@ -85,6 +87,7 @@ class Sequence:
     generated: list[int] = field(default_factory=list)
     text: str = ""
     cancelled: bool = False
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
     arrived: float = field(default_factory=time.monotonic)
     started: float = 0.0
     last_prompt_row: np.ndarray | None = None  # logits at the end of the last prompt chunk
@@ -122,6 +125,10 @@ class Scheduler:
         self.peak_reserved_tokens = 0
         self.healthy = True
         self.warmed_up = threading.Event()
+        cache_ids = range(settings.max_sequences, settings.sequence_ids)
+        self.block = settings.prefix_cache_block
+        self.prefixes = (PrefixReuse(PrefixCache(settings.prefix_cache_tokens, cache_ids, self.block), runner)
+                         if settings.prefix_cache else None)
 
     # -- called from the event loop ---------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -204,6 +211,8 @@ class Scheduler:
                 break  # in order: nobody overtakes the head of the queue
             self._waiting.popleft()
             seq.seq_id = self._free_ids.pop()
+            if self.prefixes and not seq.prompt_logprobs:  # prompt logprobs need every prompt row computed
+                seq.cached_tokens = seq.prefilled = self.prefixes.reuse(seq.seq_id, seq.prompt)
             seq.started = time.monotonic()
             metrics.QUEUE_DURATION.observe(seq.started - seq.arrived)
             self._reserved += seq.reserved_tokens
@@ -220,9 +229,10 @@ class Scheduler:
         items: list[BatchItem] = []
         owners: list[Sequence] = []
         prefill_budget = self.settings.max_batch_prefill_tokens
+        exact = self.prefixes is not None and len(self._running) == 1
         for seq in self._running:
             if seq.in_prefill:
-                chunk = min(len(seq.prompt) - seq.prefilled, prefill_budget)
+                chunk = min(self._prefill_chunk(seq) if exact else len(seq.prompt) - seq.prefilled, prefill_budget)
                 if seq.prompt_logprobs:
                     chunk = min(chunk, _PROMPT_LOGPROB_CHUNK)
                 if chunk <= 0:
@@ -235,6 +245,18 @@ class Scheduler:
                 items.append(BatchItem(seq.seq_id, [seq.generated[-1]], position))
             owners.append(seq)
         return items, owners
+
+    def _prefill_chunk(self, seq: Sequence) -> int:
+        """How much of the prompt of a sequence that runs alone to feed next, with the prefix cache on: one
+        block, cut at block boundaries, and the last prompt token alone, one step after the rest. llama.cpp's
+        numbers move with the shape of what is computed together, so a prompt alone is always computed in
+        the same pieces, whether a cached prefix (whole blocks, or the whole rest of the same prompt) or
+        nothing came from the cache: a cache hit does not change what a greedy or seeded request says.
+        In a batch, the rest of the prompt goes at once (it is computed with others anyway)."""
+        body = len(seq.prompt) - 1 - seq.prefilled
+        if body <= 0 or seq.prompt_logprobs:
+            return len(seq.prompt) - seq.prefilled
+        return min(body, self.block - seq.prefilled % self.block)
 
     def _step(self) -> None:
         items, owners = self._plan()
@@ -259,6 +281,8 @@ class Scheduler:
                 seq.prefilled += len(item.tokens)
                 if seq.in_prefill:
                     continue
+                if self.prefixes and not seq.prompt_logprobs:  # its prompt is reusable now, not only at its end
+                    self.prefixes.keep(seq.seq_id, seq.prompt, len(seq.prompt) - 1)
             self._advance(seq, logits[last], int(greedy[last]), events)
         self._deliver(events)
         self._observe_step(time.perf_counter() - started, sum(len(i.tokens) for i in items))
@@ -305,11 +329,14 @@ class Scheduler:
                 reason = "length"
         if reason:
             event.finish = Finish(reason, seq.text, len(seq.generated), seq.started - seq.arrived,
-                                  time.monotonic() - seq.started)
-            self._retire(seq)
+                                  time.monotonic() - seq.started, seq.cached_tokens)
+            self._retire(seq, finished=True)
 
-    def _retire(self, seq: Sequence) -> None:
+    def _retire(self, seq: Sequence, finished: bool = False) -> None:
         self._running.remove(seq)
+        if finished and self.prefixes and not seq.prompt_logprobs:  # (fed in other chunks: other numbers)
+            # its prompt and all but the last generated token have KV
+            self.prefixes.keep(seq.seq_id, seq.prompt + seq.generated[:-1], len(seq.prompt) - 1)
         self.runner.release(seq.seq_id)
         self._free_ids.append(seq.seq_id)
         self._reserved -= seq.reserved_tokens

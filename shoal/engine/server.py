@@ -41,13 +41,15 @@ class Generation:
 
     def details(self) -> dict[str, Any]:
         return {"finish_reason": self.finish.reason, "generated_tokens": self.finish.generated_tokens,
-                "seed": self.prep.sampling.seed, "prefill": [token_json(t) for t in self.prefill],
+                "seed": self.prep.sampling.seed, "cached_tokens": self.finish.cached_tokens,
+                "prefill": [token_json(t) for t in self.prefill],
                 "tokens": [token_json(t) for t in self.tokens],
                 "top_tokens": [[token_json(t) for t in top] for top in self.top_tokens]}
 
     def timing_headers(self) -> dict[str, str]:
         f = self.finish
         return {"x-prompt-tokens": str(len(self.prep.prompt)), "x-generated-tokens": str(f.generated_tokens),
+                "x-cached-tokens": str(f.cached_tokens),
                 "x-queue-time": str(int(f.queue_time * 1000)),
                 "x-inference-time": str(int(f.inference_time * 1000)),
                 "x-total-time": str(int((f.queue_time + f.inference_time) * 1000))}
@@ -131,7 +133,7 @@ async def _stream(request: web.Request, engine: Engine, body: GenerateRequest) -
                 message["generated_text"] = (prep.inputs if prep.return_full_text else "") + f.generated_text
                 if prep.details:
                     message["details"] = {"finish_reason": f.reason, "generated_tokens": f.generated_tokens,
-                                          "seed": prep.sampling.seed}
+                                          "seed": prep.sampling.seed, "cached_tokens": f.cached_tokens}
             await response.write(sse(message))
         await response.write_eof()
         return response

@@ -32,6 +32,10 @@ ENV_NAMES: dict[str, str] = {
     "SHOAL_NUM_THREADS": "num_threads",
     "SHOAL_FLASH_ATTENTION": "flash_attention",
     "SHOAL_CPU_EXTRA_BUFFERS": "extra_buffers",
+    "SHOAL_PREFIX_CACHE": "prefix_cache",
+    "SHOAL_PREFIX_CACHE_TOKENS": "prefix_cache_tokens",
+    "SHOAL_PREFIX_CACHE_ENTRIES": "prefix_cache_entries",
+    "SHOAL_PREFIX_CACHE_BLOCK": "prefix_cache_block",
 }
 # Never logged, never returned by /info.
 SECRET_ENV_NAMES = frozenset({"HUGGING_FACE_HUB_TOKEN", "HF_TOKEN", "HF_API_TOKEN"})
@@ -59,6 +63,10 @@ class EngineSettings(BaseModel):
     num_threads: int | None = Field(None, gt=0)  # default: the CPUs this process may run on
     flash_attention: bool = True  # llama.cpp's flash attention: faster at 16+ streams on this CPU
     extra_buffers: ExtraBuffers = ExtraBuffers.AUTO  # llama.cpp's AMX / repacked weights (shoal.hardware)
+    prefix_cache: bool = True  # keep computed prompt prefixes for later requests (shoal.engine.prefix_cache)
+    prefix_cache_tokens: int = Field(None, gt=0)  # type: ignore[assignment]  # KV cells for it: MAX_BATCH_TOTAL_TOKENS
+    prefix_cache_entries: int = Field(32, gt=0)  # prefixes held at once (each takes a llama.cpp sequence id)
+    prefix_cache_block: int = Field(64, ge=16, le=512)  # reuse unit; a prompt alone is computed in such blocks
 
     @model_validator(mode="after")
     def _tgi_startup_checks(self) -> EngineSettings:
@@ -71,6 +79,10 @@ class EngineSettings(BaseModel):
             self.max_batch_prefill_tokens = self.max_input_length + 50
         if self.max_batch_total_tokens is None:
             self.max_batch_total_tokens = max(16384, self.max_total_tokens)
+        if self.prefix_cache_tokens is None:
+            self.prefix_cache_tokens = self.max_batch_total_tokens
+        if self.max_sequences + self.prefix_cache_entries > 256:
+            raise ValueError("SHOAL_PREFIX_CACHE_ENTRIES + the batch's 64 sequences must be <= 256 (llama.cpp's limit)")
         if self.max_input_length >= self.max_total_tokens:
             raise ValueError(
                 f"`max_input_length` must be < `max_total_tokens`. Given: "
@@ -87,6 +99,16 @@ class EngineSettings(BaseModel):
                 f"{self.max_total_tokens} and {self.max_batch_total_tokens}"
             )
         return self
+
+    @property
+    def context_tokens(self) -> int:
+        """KV cells to allocate: the running batch's budget, plus the prefix cache's own."""
+        return self.max_batch_total_tokens + (self.prefix_cache_tokens if self.prefix_cache else 0)
+
+    @property
+    def sequence_ids(self) -> int:
+        """llama.cpp sequence ids: one per running request, one per cached prefix."""
+        return self.max_sequences + (self.prefix_cache_entries if self.prefix_cache else 0)
 
     @property
     def threads(self) -> int:

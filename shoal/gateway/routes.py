@@ -24,6 +24,7 @@ from shoal.errors import ApiError
 from shoal.gateway import metrics
 from shoal.gateway.eventstream import model_stream_error, payload_part
 from shoal.gateway.pool import Pool, RoutingTable
+from shoal.gateway.routing import KEY_CHARS
 from shoal.gateway.translate import TgiCall, engine_error
 from shoal.gateway.upstream import Answer, Upstreams
 from shoal.http import Handler, json_response, openai_error_response, sse
@@ -34,8 +35,8 @@ COPY_HEADER = "x-shoal-copy"  # which copy served the request
 ACCOUNT = "000000000000"
 _SAGEMAKER_ERRORS = {400: "ValidationError", 404: "ValidationError", 409: "ValidationError",
                      424: "ModelError", 429: "ThrottlingException", 503: "ServiceUnavailable"}
-_PASSED_HEADERS = ("Content-Type", "x-prompt-tokens", "x-generated-tokens", "x-queue-time", "x-inference-time",
-                   "x-total-time")
+_PASSED_HEADERS = ("Content-Type", "x-prompt-tokens", "x-generated-tokens", "x-cached-tokens", "x-queue-time",
+                   "x-inference-time", "x-total-time")
 JSON = "application/json"
 
 
@@ -131,7 +132,7 @@ def named_pool(table: RoutingTable, name: object) -> Pool:
 
 
 def _prefix_key(body: bytes) -> bytes | None:
-    """The first 256 characters of the prompt (TGI inputs, OpenAI prompt or messages), for PREFIX_AFFINITY."""
+    """The prompt's first KEY_CHARS characters (TGI inputs, OpenAI prompt or messages), for PREFIX_AFFINITY."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -141,7 +142,7 @@ def _prefix_key(body: bytes) -> bytes | None:
     text = data.get("inputs") or data.get("prompt") or data.get("messages")
     if not text:
         return None
-    return (text if isinstance(text, str) else orjson.dumps(text).decode())[:256].encode()
+    return (text if isinstance(text, str) else orjson.dumps(text).decode())[:KEY_CHARS].encode()
 
 
 # -- relaying -----------------------------------------------------------------------------------------

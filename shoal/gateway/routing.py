@@ -1,12 +1,16 @@
 """Routing strategies: which live copy serves the next request. One small class each, one interface."""
 from __future__ import annotations
 
-import hashlib
 import itertools
 import random
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from enum import Enum
 from typing import Protocol, TypeVar
+
+# How much of a prompt the gateway reads for PREFIX_AFFINITY (characters; ~2000 tokens).
+KEY_CHARS = 8192
 
 
 class RoutingStrategy(str, Enum):
@@ -84,21 +88,67 @@ class PowerOfTwo:
 
 
 class PrefixAffinity:
-    """Requests sharing a prompt prefix go to the same copy (rendezvous hashing, stable when copies come
-    and go), unless that copy has `bound` more requests in flight than the least loaded one."""
+    """Cache-aware routing: a request goes to the copy that most likely holds the longest prefix of its
+    prompt in its prefix cache, unless that copy has more than `bound` requests in flight above the least
+    loaded copy (the load bound: one hot prefix cannot pile onto one copy).
+
+    What a copy holds is learned from what it was sent: the prompt (the first `KEY_CHARS` characters) is cut
+    into `chunk`-byte pieces, each hashed with all before it, so a hash names a whole prefix; each copy keeps
+    the hashes of the prompts it served, least recently used out past `capacity`. A request's match on a copy
+    is the number of its leading hashes the copy has seen. Among the copies within the bound, the longest
+    match wins and ties (no match anywhere included) go to the least loaded. A request that spills to
+    another copy teaches it the prefix too, so a hot prefix ends up cached on several copies. The index is
+    per copy object: a restarted copy (a new `Backend`) starts empty, as its cache does."""
 
     needs_key = True
 
-    def __init__(self, bound: int = 4) -> None:
+    def __init__(self, bound: int = 1, chunk: int = 64, capacity: int = 4096) -> None:
         self.bound = bound
+        self.chunk = chunk
+        self.capacity = capacity  # prefix hashes remembered per copy (64 bytes each: ~256 KB of prompt text)
+        self._seen: weakref.WeakKeyDictionary[Candidate, OrderedDict[int, None]] = weakref.WeakKeyDictionary()
         self._fallback = LeastOutstanding()
+
+    def prefix_hashes(self, key: bytes) -> list[int]:
+        hashes, h = [], 0
+        for at in range(0, len(key), self.chunk):
+            h = hash((h, key[at:at + self.chunk]))
+            hashes.append(h)
+        return hashes
+
+    def match(self, replica: Candidate, hashes: list[int]) -> int:
+        """How many leading prefix hashes of the request `replica` has seen."""
+        seen = self._seen.get(replica)
+        if not seen:
+            return 0
+        n = 0
+        for h in hashes:
+            if h not in seen:
+                break
+            n += 1
+        return n
 
     def choose(self, replicas: Sequence[C], key: bytes | None = None) -> C:
         if not key:
             return self._fallback.choose(replicas)
-        home = max(replicas, key=lambda r: hashlib.blake2b(key + r.id.encode(), digest_size=8).digest())
+        hashes = self.prefix_hashes(key)
         least = min(r.in_flight for r in replicas)
-        return home if home.in_flight <= least + self.bound else self._fallback.choose(replicas)
+        within = [r for r in replicas if r.in_flight <= least + self.bound]
+        matches = [self.match(r, hashes) for r in within]
+        longest = max(matches)
+        best = self._fallback.choose([r for r, m in zip(within, matches) if m == longest])
+        self._remember(best, hashes)
+        return best
+
+    def _remember(self, replica: Candidate, hashes: list[int]) -> None:
+        seen = self._seen.get(replica)
+        if seen is None:
+            seen = self._seen[replica] = OrderedDict()
+        for h in hashes:
+            seen[h] = None
+            seen.move_to_end(h)
+        while len(seen) > self.capacity:
+            seen.popitem(last=False)
 
 
 def make_router(strategy: RoutingStrategy) -> Router:

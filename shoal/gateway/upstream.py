@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from shoal.gateway.pool import Backend, Pool, RoutingTable
 
 log = logging.getLogger(__name__)
 UNREACHABLE_S = 2.0  # a copy that refused a connection gets no requests for this long (or until restarted)
+MAX_DROPS = 3  # connections a copy may drop before one request's answer before the request goes elsewhere
 SSE = "text/event-stream"
 
 
@@ -78,7 +80,9 @@ class Upstreams:
         self._collector = register_live_gauges(self._live)
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, enable_cleanup_closed=True)
+        # Idle connections close after 4 s: before the copy closes them (llama.cpp's server and uvicorn
+        # close idle keep-alive connections after 5 s), so the gateway does not write into a closing one.
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4, enable_cleanup_closed=True)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                               timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
 
@@ -146,6 +150,7 @@ class Upstreams:
     async def _first_answer(self, pool: Pool, path: str, body: bytes, content_type: str,
                             key: bytes | None) -> Answer:
         tried: set[str] = set()
+        dropped: Counter[str] = Counter()  # connections each copy dropped in this request
         while candidates := [b for b in pool.serving() if b.id not in tried]:
             backend = pool.router.choose(candidates, key)
             backend.begin()
@@ -153,10 +158,20 @@ class Upstreams:
                 answer = await self._exchange(backend, path, body, content_type)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 backend.end()
-                tried.add(backend.id)
-                backend.unreachable_until = time.monotonic() + UNREACHABLE_S
                 metrics.RETRIES.labels(pool.name).inc()
-                log.warning("copy %s failed before answering (%s); retrying elsewhere", backend.id, exc)
+                # A refused connection means the copy is down: others take the request and, for a while,
+                # every request. A dropped one may be a kept-alive connection the copy was closing (it never
+                # saw the request; llama.cpp's server does this under load): the copy may take it again on a
+                # new connection; if it is down, that connection is refused.
+                if isinstance(exc, aiohttp.ClientConnectorError):
+                    tried.add(backend.id)
+                    backend.unreachable_until = time.monotonic() + UNREACHABLE_S
+                    log.warning("copy %s refused the connection (%s); retrying elsewhere", backend.id, exc)
+                else:
+                    dropped[backend.id] += 1
+                    if dropped[backend.id] >= MAX_DROPS:
+                        tried.add(backend.id)
+                    log.info("copy %s dropped a connection before answering (%s); retrying", backend.id, exc)
                 continue
             except FirstByteTimeout:
                 backend.end()

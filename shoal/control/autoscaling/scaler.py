@@ -197,7 +197,8 @@ class Autoscaler:
                 return self._failed(activity, short)
             activity.to_copies, activity.message = to, f"{to} of {decision.desired} copies: {short}"
         last = self.last.get(name, LastActions())
-        self.last[name] = (LastActions(now, to, last.in_at) if to > copies else LastActions(last.out_at, last.out_to, now))
+        self.last[name] = (LastActions(now, to, last.in_at) if to > copies
+                           else LastActions(last.out_at, last.out_to, now))
         self._record(activity)
 
     def _failed(self, activity: Activity, message: str) -> None:
@@ -230,7 +231,8 @@ class Autoscaler:
         took = time.time() - activity.started_at
         if activity.to_copies > activity.from_copies and serving >= activity.to_copies:
             done = f"{_n(activity.to_copies)} in service after {took:.1f}s"
-        elif activity.to_copies < activity.from_copies and not comp.leaving and len(comp.replicas) <= activity.to_copies:
+        elif (activity.to_copies < activity.from_copies and not comp.leaving
+              and len(comp.replicas) <= activity.to_copies):
             done = f"drained and stopped in {took:.1f}s"
         else:
             return

@@ -53,6 +53,19 @@ class ModelRunner(Protocol):
         """Forget a sequence's cached state so its id can be reused."""
         ...
 
+    def copy_prefix(self, source: int, target: int, tokens: int) -> None:
+        """Give `target` the cached state of the first `tokens` positions of `source`."""
+        ...
+
+    def kept_from(self, seq_id: int) -> int:
+        """The first position whose state `seq_id` still holds (-1: none)."""
+        ...
+
+    @property
+    def sliding_window(self) -> int:
+        """How far back sliding-window layers attend (0: no such layers)."""
+        ...
+
     def warm_up(self) -> None:
         """Run a prefill and a decode once, before the engine says it is healthy."""
         ...

@@ -41,7 +41,7 @@ class LlamaCppRunner:
     """Loads a GGUF model and runs batched forward passes over many sequences."""
 
     def __init__(self, model_id: str, path: Path, *, n_ctx: int, n_batch: int, n_seq_max: int,
-                 n_threads: int, n_gpu_layers: int = 0, flash_attention: bool = True,
+                 n_threads: int, n_ubatch: int = 512, n_gpu_layers: int = 0, flash_attention: bool = True,
                  extra_buffers: bool = True, on_progress: Callable[[float], None] | None = None) -> None:
         init_backend()
         self._keep: list[object] = []
@@ -58,7 +58,7 @@ class LlamaCppRunner:
         ctx_params = ll.llama_context_default_params()
         ctx_params.n_ctx = n_ctx
         ctx_params.n_batch = n_batch
-        ctx_params.n_ubatch = min(n_batch, 512)
+        ctx_params.n_ubatch = min(n_batch, n_ubatch)
         ctx_params.n_seq_max = n_seq_max
         ctx_params.n_threads = ctx_params.n_threads_batch = n_threads
         ctx_params.kv_unified = True  # one KV pool shared by all sequences, so short ones leave room
@@ -149,6 +149,20 @@ class LlamaCppRunner:
 
     def release(self, seq_id: int) -> None:
         ll.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
+
+    def copy_prefix(self, source: int, target: int, tokens: int) -> None:
+        """Give sequence `target` the cells of positions 0..tokens-1 of `source` (shared, not recomputed)."""
+        ll.llama_memory_seq_cp(self.memory, source, target, 0, tokens)
+
+    def kept_from(self, seq_id: int) -> int:
+        """The first position whose cells `seq_id` still holds in every layer (-1: none); sliding-window
+        layers drop cells that fall out of their window."""
+        return int(ll.llama_memory_seq_pos_min(self.memory, seq_id))
+
+    @property
+    def sliding_window(self) -> int:
+        """Tokens the sliding-window attention layers look back (0: the model has none)."""
+        return int(ll.llama_model_n_swa(self.model))
 
     def warm_up(self) -> None:
         """A prefill and a decode step on sequence 0, so a model that cannot decode on this machine
