@@ -3,10 +3,12 @@
 1. Prefill time of a 255-token prompt (one sequence, and four at once) with llama.cpp micro-batches
    (`n_ubatch`) of 512 (llama.cpp's default, shoal with the cache off), 256, 128 and 64 tokens (shoal's
    block with the cache on): the contexts are measured in rotating order, medians of `--runs`.
-2. Why blocks: the largest difference of the next-token logits between computing a prompt whole and
-   reusing a cached prefix of it (kept from another prompt sharing it) and computing the rest, with
-   micro-batches of 512 and the cut at any alignment, and with micro-batches of 64 and the cut on a
-   64-token boundary (the engine's rule). 0 means bit-identical.
+2. How much the numbers move: the largest difference of the next-token logits between computing a
+   prompt whole and reusing a cached prefix of it (kept from another prompt sharing it, which stays in
+   the KV cache meanwhile) and computing the rest, with micro-batches of 512 and the cut anywhere or on a
+   64-token boundary, and with micro-batches of 64 cut on a 64-token boundary. 0 means bit-identical.
+   Here the whole prompt is computed beside the cached one, so its KV cells sit elsewhere than on a hit:
+   the script measures the pieces and the cells' layout together (docs/architecture.md, "Prefix cache").
 
     python benchmarks/micro_batch.py --runs 6 --out docs/results/micro_batch.json
 """

@@ -10,7 +10,7 @@ system deployed in turn on one shoal server (local runtime, loopback), closed-lo
 3. unique:  every prompt different (256 tokens), as 1: what the cache costs when it never hits.
 4. peer:    workload 1 on llama.cpp's own server (engine `llama-server`, xllamacpp, prompt cache on).
 
-    python benchmarks/prefix_cache.py --runs 3 --seconds 40 --out docs/results/prefix_cache.json
+    python benchmarks/prefix_cache.py --runs 2 --seconds 40 --out docs/results/prefix_cache.json
 """
 from __future__ import annotations
 

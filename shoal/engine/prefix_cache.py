@@ -11,8 +11,8 @@ running requests never shrinks.
 Blocks: llama.cpp's numbers for a token depend on what was computed with it in one pass, not only on
 the tokens. A prompt that runs alone is computed in position-aligned blocks of `block` tokens, one pass
 each, and its last token in a pass of its own (shoal.engine.scheduler), the same pieces every time; so
-reusing whole blocks (or the whole prompt of an entry whose prompt was the same) gives bit-identical KV
-to computing them again.
+reusing whole blocks (or the whole prompt of an entry whose prompt was the same) leaves a hit computing
+what a miss would (where the KV cells sit can still move the numbers: docs/architecture.md).
 """
 from __future__ import annotations
 

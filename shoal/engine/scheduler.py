@@ -251,7 +251,7 @@ class Scheduler:
         block, cut at block boundaries, and the last prompt token alone, one step after the rest. llama.cpp's
         numbers move with the shape of what is computed together, so a prompt alone is always computed in
         the same pieces, whether a cached prefix (whole blocks, or the whole rest of the same prompt) or
-        nothing came from the cache: a cache hit does not change what a greedy or seeded request says.
+        nothing came from the cache: a hit computes what a miss would (docs/architecture.md).
         In a batch, the rest of the prompt goes at once (it is computed with others anyway)."""
         body = len(seq.prompt) - 1 - seq.prefilled
         if body <= 0 or seq.prompt_logprobs:
