@@ -1,7 +1,7 @@
 """llama.cpp's extra CPU weight buffers (repacked blocks; AMX on Intel) on vs off, on this CPU.
 
-The built-in engine turns them on except on CPUs with AMX (shoal.hardware). This measures what that
-choice is worth: prefill of a 256-token prompt, and greedy decode of 1 and 16 sequences, with
+The built-in engine turns them off unless asked (shoal.hardware). This measures what that choice is
+worth: prefill of a 256-token prompt, and greedy decode of 1 and 16 sequences, with
 `use_extra_bufts` on and off, alternating, medians of `--runs`. On an AMX CPU, "on" crashes
 (llama.cpp #20824): run with `--only off` there.
 

@@ -46,9 +46,8 @@ def has_amx(flags: frozenset[str] | None = None) -> bool:
 def use_extra_buffers(setting: ExtraBuffers | str = ExtraBuffers.AUTO, flags: frozenset[str] | None = None) -> bool:
     """Whether llama.cpp may put weights in its extra CPU buffer types (AMX, repacked blocks)."""
     choice = ExtraBuffers(setting)
-    if choice is ExtraBuffers.AUTO:
-        flags = cpu_info()[1] if flags is None else flags
-        return not has_amx(flags) and "avx512f" not in flags
+    if choice is ExtraBuffers.AUTO:  # off: AMX crashes (llama.cpp #20824); repacking measured no faster on
+        return False  # AVX-512 or AVX2 (benchmarks/cpu_buffers.py, docs/benchmarks.md)
     return choice is ExtraBuffers.ON
 
 
