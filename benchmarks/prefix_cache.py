@@ -1,11 +1,13 @@
 """Prefix caching and cache-aware routing (docs/benchmarks.md, "Prefix caching"): four workloads, each
 system deployed in turn on one shoal server (local runtime, loopback), closed-loop virtual users for
-`--seconds`, the order of the systems rotated each of `--runs` repetitions; medians and same-run ratios.
+`--seconds` after `--warmup` seconds of the same load, the order of the systems rotated each of `--runs`
+repetitions; medians and same-run ratios; for shoal's engine also the share of prompt tokens the copies'
+caches supplied (their Prometheus counters over the measured window).
 
 1. seed:    one 256-token prompt repeated, 32 new tokens, 8 users, one copy on 2 cores: cache on vs off.
 2. shared:  8 system prompts of ~200 tokens, each followed by distinct ~30-token questions, 8 users,
             2 copies of 1 core: PREFIX_AFFINITY (cache-aware) vs LEAST_OUTSTANDING_REQUESTS, cache on.
-   shared-small: the same with 1536 cache cells per copy, room for 5 of the 8 system prompts.
+   shared-small: the same with 1024 cache cells per copy: the system prompts of about half the 8 fit.
    hot:     workload 1's one prompt on 2 copies of 1 core: the load bound keeps one hot prefix off one copy.
 3. unique:  every prompt different (256 tokens), as 1: what the cache costs when it never hits.
 4. peer:    workload 1 on llama.cpp's own server (engine `llama-server`, xllamacpp, prompt cache on).
@@ -25,7 +27,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import typer
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -34,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import free_port, wait_healthy  # noqa: E402
 
 from shoal.bench.loadgen import Workload, closed_loop  # noqa: E402
-from shoal.bench.stats import PointStats, summarize  # noqa: E402
+from shoal.bench.stats import summarize  # noqa: E402
 from shoal.bench.workload import PromptMaker, Target  # noqa: E402
 from shoal.hardware import describe_cpu  # noqa: E402
 from shoal.sdk import Model, ResourceRequirements, Session  # noqa: E402
@@ -67,7 +71,7 @@ class Experiment:
 
 def experiments(maker: PromptMaker) -> list[Experiment]:
     on, off = {**SHOAL_LIMITS}, {**SHOAL_LIMITS, "SHOAL_PREFIX_CACHE": "false"}
-    small = {**SHOAL_LIMITS, "SHOAL_PREFIX_CACHE_TOKENS": "1536"}
+    small = {**SHOAL_LIMITS, "SHOAL_PREFIX_CACHE_TOKENS": "1024"}
     seed_prompt = [maker.make(256)]
     system_prompts = [maker.make(200, v) for v in range(1, 9)]
     shared = [f"{system}\nQuestion: {maker.make(30, 100 * v + i)}"
@@ -87,20 +91,53 @@ def experiments(maker: PromptMaker) -> list[Experiment]:
     ]
 
 
-def measure(url: str, system: System, prompts: list[str], seconds: float) -> PointStats:
+# Engine counters summed over a system's copies after its run (shoal's engine only).
+ENGINE_COUNTERS = {"shoal_prefix_cache_prompt_tokens_total": "prompt_tokens",
+                   "shoal_prefix_cache_cached_tokens_total": "cached_tokens",
+                   "shoal_prefix_cache_lookups_total": "lookups", "shoal_prefix_cache_hits_total": "hits",
+                   "shoal_prefix_cache_window_misses_total": "window_misses",
+                   "shoal_prefix_cache_evictions_total": "evictions",
+                   "tgi_request_queue_duration_sum": "queue_s", "tgi_request_queue_duration_count": "queued"}
+
+
+def engine_counters(session: Session, component: str) -> dict[str, float]:
+    """ENGINE_COUNTERS summed over the component's copies: where the prompt tokens came from."""
+    totals = dict.fromkeys(ENGINE_COUNTERS.values(), 0.0)
+    for copy in session.component(component)["copies"]:
+        if not copy.get("address"):
+            continue
+        text = httpx.get(f"{copy['address']}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in ENGINE_COUNTERS:
+                    totals[ENGINE_COUNTERS[sample.name]] += sample.value
+    return totals
+
+
+def measure(url: str, system: System, prompts: list[str], seconds: float, warmup: float) -> dict:
+    """One system's steady state: `warmup` seconds of the same load (on the other half of the prompts, so
+    the measured requests are not repeats of it) fill the caches, then `seconds` are measured."""
     session = Session(url)
     model = Model(MODEL, env=system.env, name="bench", session=session, engine=system.engine)
     resources = ResourceRequirements(requests={"copies": system.copies, "num_cpus": system.cpus, "memory": 512})
     predictor = model.deploy("prefix-bench", resources=resources, routing_strategy=system.routing)
     try:
-        workload = Workload(Target("shoal", url, "prefix-bench", predictor.component_name), prompts, NEW_TOKENS)
-        run = asyncio.run(closed_loop(workload, USERS, seconds))
-        return summarize(run, system.name, f"vus={USERS}")
+        target = Target("shoal", url, "prefix-bench", predictor.component_name)
+        half = len(prompts) // 2
+        asyncio.run(closed_loop(Workload(target, prompts[half:] + prompts[:half], NEW_TOKENS), USERS, warmup))
+        before = engine_counters(session, predictor.component_name) if system.engine == "shoal" else {}
+        run = asyncio.run(closed_loop(Workload(target, prompts, NEW_TOKENS), USERS, seconds))
+        row = summarize(run, system.name, f"vus={USERS}").row()
+        if before:
+            after = engine_counters(session, predictor.component_name)
+            row["engine"] = {k: after[k] - before[k] for k in after}
+        return row
     finally:
         predictor.delete_endpoint(True)  # waits until its copies are gone
 
 
-def main(runs: int = 3, seconds: float = 40.0, only: str = "seed,shared,shared-small,hot,unique",
+def main(runs: int = 3, seconds: float = 40.0, warmup: float = 15.0,
+         only: str = "seed,shared,shared-small,hot,unique",
          out: Path = Path("docs/results/prefix_cache.json")) -> None:
     maker = PromptMaker(MODEL)
     chosen = [e for e in experiments(maker) if e.name in only.split(",")]
@@ -120,16 +157,17 @@ def main(runs: int = 3, seconds: float = 40.0, only: str = "seed,shared,shared-s
                         k = rep % len(experiment.systems)
                         for system in experiment.systems[k:] + experiment.systems[:k]:
                             progress.update(task, description=f"run {rep + 1}: {experiment.name} / {system.name}")
-                            stats = measure(url, system, experiment.prompts, seconds)
-                            results[experiment.name][system.name].append(stats.row())
+                            row = measure(url, system, experiment.prompts, seconds, warmup)
+                            results[experiment.name][system.name].append(row)
                             progress.advance(task)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(60)
     summary = summarize_all(results)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"runs": runs, "seconds": seconds, "users": USERS, "new_tokens": NEW_TOKENS,
-                               "cpu": describe_cpu(), "summary": summary, "samples": results}, indent=2))
+    out.write_text(json.dumps({"runs": runs, "seconds": seconds, "warmup": warmup, "users": USERS,
+                               "new_tokens": NEW_TOKENS, "cpu": describe_cpu(), "summary": summary,
+                               "samples": results}, indent=2))
     show(summary)
     console.print(f"wrote {out}")
 
@@ -152,24 +190,32 @@ def summarize_all(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[s
                 "success_pct": min(r["success_pct"] for r in rows),
                 "tokens_per_s": _median(rows, "output_tokens_per_s"),
                 "busiest_copy_share": statistics.median(shares) if shares else None,
+                "cached_pct": _cached_pct(rows),
                 "req_per_s_vs_first": statistics.median(r["req_per_s"] / f["req_per_s"] for r, f in zip(rows, first)),
                 "ttft_vs_first": statistics.median(r["ttft_p50_s"] / f["ttft_p50_s"] for r, f in zip(rows, first)),
             }
     return summary
 
 
+def _cached_pct(rows: list[dict]) -> float | None:
+    """Median share of prompt tokens that came from the copies' caches (shoal's engine only)."""
+    shares = [100 * r["engine"]["cached_tokens"] / r["engine"]["prompt_tokens"]
+              for r in rows if r.get("engine") and r["engine"]["prompt_tokens"]]
+    return statistics.median(shares) if shares else None
+
+
 def show(summary: dict[str, dict[str, dict]]) -> None:
     table = Table(title=f"Prefix caching: {USERS} users, {NEW_TOKENS} new tokens, medians")
     for col in ("workload", "system", "req/s", "vs first", "TTFT p50", "TTFT vs first", "latency p50",
-                "latency p99", "success", "busiest copy"):
+                "latency p99", "success", "busiest copy", "cached"):
         table.add_column(col, justify="right")
     for experiment, by_system in summary.items():
         for name, s in by_system.items():
-            share = s["busiest_copy_share"]
+            share, cached = s["busiest_copy_share"], s["cached_pct"]
             table.add_row(experiment, name, f"{s['req_per_s']:.2f}", f"{s['req_per_s_vs_first']:.2f}x",
                           f"{s['ttft_p50_s'] * 1000:.0f} ms", f"{s['ttft_vs_first']:.0%}",
                           f"{s['latency_p50_s']:.2f} s", f"{s['latency_p99_s']:.2f} s", f"{s['success_pct']:.0f}%",
-                          "-" if share is None else f"{share:.0%}")
+                          "-" if share is None else f"{share:.0%}", "-" if cached is None else f"{cached:.0f}%")
     console.print(table)
 
 

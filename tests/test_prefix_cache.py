@@ -2,6 +2,7 @@
 engine reusing prefixes on the real model."""
 from __future__ import annotations
 
+import concurrent.futures as cf
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,40 @@ def test_least_recently_used_entries_make_room() -> None:
     assert len(cache.entries) == 3 and cache.evictions == 2
 
 
+def test_cells_shared_with_a_parent_count_once_and_pass_to_its_children_when_it_goes() -> None:
+    cache = PrefixCache(capacity_tokens=30, seq_ids=[70, 71, 72, 73], block=4, min_tokens=2)
+    system = list(range(100, 116))  # 16 tokens every conversation starts with
+    first = cache.store(system + [1, 1, 1, 1], body=19).entry
+    second = cache.store(system + [2, 2, 2, 2], body=19, source=first, shared=16).entry
+    assert second is not None and second.parent is first and second.cost == 4
+    assert cache.held_tokens == 24  # the system prompt's 16 cells once, two tails of 4
+    third = cache.store(system + [3, 3, 3, 3], body=19, source=second, shared=16)
+    # 28 cells: room without evicting, where counting each entry whole (60) would have dropped both others
+    assert third.evicted == [] and cache.held_tokens == 28 and len(cache.entries) == 3
+    cache.lookup(system + [2, 2, 2, 2])  # the same prompts again: whole hits
+    cache.lookup(system + [3, 3, 3, 3])  # the first is now the least recently used
+    fourth = cache.store(system + [4, 4, 4, 4], body=19, source=third.entry, shared=16)
+    assert fourth.evicted == [first]  # it goes, but only its 4-cell tail is freed:
+    assert second.parent is None and second.cost == 20  # its shared cells are the second's now
+    assert cache.held_tokens == 28 and cache.evictions == 1
+    unknown = cache.store([7] * 8, body=7, source=first, shared=4).entry  # its source is gone: all its own
+    assert unknown is not None and unknown.parent is None and unknown.cost == 8
+
+
+def test_an_unused_cache_keeps_a_share_of_its_cells_and_opens_up_when_reused() -> None:
+    cache = PrefixCache(capacity_tokens=1600, seq_ids=range(70, 90), block=4, min_tokens=2, idle_share=1 / 16)
+    for i in range(10):  # all-unique prompts: nothing reused, so it keeps only the newest (100 > 1600 / 16)
+        cache.note(0, 100)
+        cache.store([i] * 100, body=99)
+    assert [e.tokens[0] for e in cache.entries] == [9] and cache.limit_tokens == 100
+    for _ in range(4):  # then a tenth of the prompt tokens come from it: all of it may be used again
+        cache.note(100, 100)
+    assert cache.limit_tokens == 1600
+    for i in range(10, 20):
+        cache.store([i] * 100, body=99)
+    assert len(cache.entries) == 11 and cache.held_tokens == 1100
+
+
 class RecordingRunner:
     """Records what PrefixReuse asks of a runner (the call order is the point; the real runner is below)."""
 
@@ -70,6 +105,9 @@ class RecordingRunner:
     def release(self, seq_id: int) -> None:
         self.calls.append(("release", seq_id))
 
+    def kept_from(self, seq_id: int) -> int:
+        return 0
+
 
 def test_an_entry_replaced_by_its_extension_frees_its_cells_before_the_new_one_fills() -> None:
     runner = RecordingRunner()
@@ -77,6 +115,20 @@ def test_an_entry_replaced_by_its_extension_frees_its_cells_before_the_new_one_f
     reuse.keep(0, list(range(20)), body=19)  # the prompt, kept when its prefill ends
     reuse.keep(0, list(range(30)), body=19)  # the same request at its end: prompt and generated tokens
     assert runner.calls == [("copy", 0, 70, 20), ("release", 70), ("copy", 0, 70, 30)]
+
+
+def test_an_entry_kept_from_a_request_that_reused_a_prefix_shares_its_cells() -> None:
+    runner = RecordingRunner()
+    reuse = PrefixReuse(PrefixCache(1000, [70, 71, 72], min_tokens=2), runner)  # type: ignore[arg-type]
+    reuse.keep(0, list(range(200)), body=199)
+    first = reuse.cache.entries[0]
+    assert reuse.reuse(1, list(range(130)) + [7] * 20) == 128  # two whole blocks of the first's cells
+    reuse.keep(1, list(range(130)) + [7] * 20, body=149)
+    second = reuse.cache.entries[1]
+    assert second.parent is first and second.shared == 128 and reuse.cache.held_tokens == 200 + 22
+    assert reuse.reuse(1, [5] * 40) == 0  # sequence 1 again, for a request that reused nothing
+    reuse.keep(1, [5] * 40, body=39)
+    assert reuse.cache.entries[2].parent is None
 
 
 # -- llama.cpp's sliding-window layers, on the real runner -----------------------------------------
@@ -155,6 +207,15 @@ def test_a_shared_prefix_is_reused_and_only_the_rest_computed(engines: Engines) 
     assert answer.json()["details"]["tokens"] == miss.json()["details"]["tokens"]
 
 
+def test_requests_that_arrive_together_compute_their_shared_prefix_once(engines: Engines) -> None:
+    system = "You are a terse historian. " + SENTENCE * 9  # a system prompt this engine has not seen
+    with cf.ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda q: _generate(engines.cached, f"{system} Question: {q}?", n=4),
+                                ["who", "what", "when"]))
+    cached = sorted(int(a.headers["x-cached-tokens"]) for a in answers)
+    assert cached[0] == 0 and cached[1] >= 128 and cached[2] >= 128  # one computed it, two waited and reused
+
+
 def test_openai_usage_reports_cached_tokens(engines: Engines) -> None:
     client = openai.OpenAI(base_url=f"{engines.cached}/v1", api_key="unused")
     messages = [{"role": "system", "content": SENTENCE * 3}, {"role": "user", "content": "Say hi."}]
@@ -186,7 +247,11 @@ def test_eviction_under_pressure_keeps_every_running_requests_budget(tmp_path: P
             assert _generate(url, f"{i} " + SENTENCE * 6, n=8).status_code == 200
         assert metric(url, "shoal_prefix_cache_evictions_total") > 0
         assert metric(url, "shoal_prefix_cache_tokens") <= 600
-        import concurrent.futures as cf
+        for i in range(8):  # conversations on one system prompt: its cells are held once
+            answer = _generate(url, SENTENCE * 9 + f" Question {i}: why?", n=8)
+            assert i == 0 or int(answer.headers["x-cached-tokens"]) >= 128
+        assert metric(url, "shoal_prefix_cache_entries") >= 6  # whole, each would take over 160 of the 600
+        assert metric(url, "shoal_prefix_cache_tokens") <= 600
         with cf.ThreadPoolExecutor(4) as pool:  # 4 x (200-token prompts + 56) = the whole 1024-token budget
             answers = list(pool.map(lambda i: _generate(url, f"{i} {i} " + SENTENCE * 11, n=56), range(4)))
         assert all(a.status_code == 200 for a in answers)

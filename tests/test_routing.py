@@ -40,7 +40,8 @@ def test_power_of_two_never_picks_the_busiest_of_two() -> None:
 def test_prefix_affinity_sticks_then_spills_and_survives_scaling() -> None:
     router = PrefixAffinity(bound=2)
     rs = replicas(0, 0, 0, 0)
-    homes = {key: router.choose(rs, key).id for key in (b"alpha", b"beta", b"gamma", b"delta", b"eps")}
+    homes = {key: router.choose(rs, key).id for key in (b"alpha", b"beta", b"gamma", b"delta", b"eps",
+                                                        b"zeta", b"eta", b"theta", b"iota", b"kappa")}
     assert all(router.choose(rs, key).id == home for key, home in homes.items())  # same prefix, same copy
     assert len(set(homes.values())) > 1  # different prefixes spread
     survivors = [r for r in rs if r.id != homes[b"beta"]]  # a copy leaves: others keep their prefixes
@@ -65,6 +66,17 @@ def test_prefix_affinity_follows_the_longest_prefix_each_copy_was_sent() -> None
     assert other is not first_a
     first_a.in_flight = 0
     assert router.choose(rs, history + b" next turn") is other  # the longer prefix it holds wins
+
+
+def test_prefix_affinity_brings_a_spilled_prefix_home_when_the_load_falls() -> None:
+    router = PrefixAffinity(bound=1)
+    rs = replicas(0, 0)
+    system = b"S" * 300
+    home = router.choose(rs, system + b" question 1")
+    home.in_flight = 2  # past the bound: the next one spills, and the other copy learns the prefix
+    assert router.choose(rs, system + b" question 2") is not home
+    home.in_flight = 0
+    assert all(router.choose(rs, system + b" question %d" % n) is home for n in range(3, 12))
 
 
 def test_prefix_affinity_load_bound_spreads_one_hot_prefix() -> None:

@@ -5,8 +5,22 @@ thread (copying cells to a sequence, removing an entry's cells). An entry is the
 finished request (its prompt and the tokens it generated, all but the last, whose KV was never computed),
 held in the KV cells of a llama.cpp sequence id of its own. Entries live in cells that running requests
 do not count on: the context is sized MAX_BATCH_TOTAL_TOKENS + `capacity_tokens`, and the entries together
-never hold more than `capacity_tokens` tokens (least recently used first out), so the budget promised to
+never hold more than `capacity_tokens` cells (least recently used first out), so the budget promised to
 running requests never shrinks.
+
+Shared cells count once: a request that reused an entry's prefix holds that entry's very cells
+(`llama_memory_seq_cp` shares cells, it does not copy them), and so does the entry kept from it. Each entry
+remembers that parent and how many leading cells they share, and costs only the cells after those; a
+dropped parent's shared cells pass to its children (a conservative count: never fewer than llama.cpp
+holds). So eight conversations on one system prompt hold the system prompt once, and dropping an old
+one of them frees only its own tail.
+
+Held cells are not free: llama.cpp attends over every cell up to the highest one in use (masking the
+others), so a full cache slows every step (with 4-8k cells held: prefill 1.24-1.30x, decode 1.05x;
+benchmarks/cache_footprint.py). So the cache holds cells in proportion to its use: while fewer than
+`full_reuse` of the prompt tokens of the last `REUSE_WINDOW` lookups came from it, it keeps at most that
+share of its capacity (at least `idle_share` of it, and always the newest entry, so reuse that starts is
+noticed). All-unique traffic then keeps about one entry; repeated prompts or shared prefixes open it.
 
 Blocks: llama.cpp's numbers for a token depend on what was computed with it in one pass, not only on
 the tokens. A prompt that runs alone is computed in position-aligned blocks of `block` tokens, one pass
@@ -17,6 +31,7 @@ what a miss would (where the KV cells sit can still move the numbers: docs/archi
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +41,7 @@ from shoal.engine import metrics
 from shoal.engine.runners.base import ModelRunner
 
 MIN_REUSE = 4  # tokens: a shorter shared prefix is computed again
+REUSE_WINDOW = 64  # lookups whose reuse sizes the cache (see the module's notes)
 
 
 @dataclass(eq=False)
@@ -34,9 +50,16 @@ class Entry:
     tokens: np.ndarray  # positions 0..len-1
     body: int  # the leading tokens computed as prompt chunks (its prompt but the last token)
     last_used: int = 0
+    parent: Entry | None = None  # the entry whose cells this one's first `shared` tokens are
+    shared: int = 0
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    @property
+    def cost(self) -> int:
+        """The cells only this entry (of those held) accounts for."""
+        return len(self) - (self.shared if self.parent is not None else 0)
 
 
 @dataclass
@@ -47,17 +70,22 @@ class Stored:
     evicted: list[Entry] = field(default_factory=list)
 
 
-def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
     n = min(len(a), len(b))
     if n == 0:
         return 0
-    differ = np.flatnonzero(a[:n] != b[:n])
+    differ = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
     return int(differ[0]) if differ.size else n
 
 
 class PrefixCache:
-    def __init__(self, capacity_tokens: int, seq_ids: Sequence[int], block: int = 64, min_tokens: int = 16) -> None:
+    def __init__(self, capacity_tokens: int, seq_ids: Sequence[int], block: int = 64, min_tokens: int = 16,
+                 idle_share: float = 1.0, full_reuse: float = 0.1) -> None:
         self.capacity_tokens = capacity_tokens
+        self.idle_share = idle_share  # the least share of the capacity it may use (1.0: always all of it)
+        self.full_reuse = full_reuse  # the reuse (cached / prompt tokens) at which it may use all of it
+        self._recent: deque[tuple[int, int]] = deque(maxlen=REUSE_WINDOW)  # (cached, prompt) tokens
         self.block = block  # tokens per micro-batch: reuse is in whole blocks (see the module's notes)
         self.min_tokens = min_tokens  # shorter sequences are not worth an entry
         self.entries: list[Entry] = []
@@ -67,7 +95,20 @@ class PrefixCache:
 
     @property
     def held_tokens(self) -> int:
-        return sum(len(e) for e in self.entries)
+        """KV cells the entries hold, shared cells counted once."""
+        return sum(e.cost for e in self.entries)
+
+    def note(self, cached: int, prompt: int) -> None:
+        """Record a lookup's outcome: `cached` of its `prompt` tokens came from the cache."""
+        self._recent.append((cached, prompt))
+
+    @property
+    def limit_tokens(self) -> int:
+        """The cells the cache may hold now, given its recent reuse."""
+        prompt = sum(p for _, p in self._recent)
+        reuse = sum(c for c, _ in self._recent) / prompt if prompt else 0.0
+        share = min(1.0, max(self.idle_share, reuse / self.full_reuse))
+        return int(self.capacity_tokens * share)
 
     def lookup(self, tokens: Sequence[int]) -> tuple[Entry | None, int]:
         """The entry that lets a prompt of `tokens` reuse the most, and how many tokens (0: none)."""
@@ -91,38 +132,47 @@ class PrefixCache:
             return body
         return min(shared, body, entry.body) // self.block * self.block
 
-    def store(self, tokens: Sequence[int], body: int) -> Stored:
-        """Make room for `tokens` (the first `body` computed as prompt chunks) and name the entry to fill
-        with them; an entry that already holds them (or more) is only touched, and one they extend is
-        replaced."""
+    def store(self, tokens: Sequence[int], body: int, source: Entry | None = None, shared: int = 0) -> Stored:
+        """Make room for `tokens` (the first `body` computed as prompt chunks; the first `shared` in the cells
+        of entry `source`, if any) and name the entry to fill with them; an entry that already holds them (or
+        more) is only touched, and one they extend is replaced."""
         new = np.asarray(tokens, dtype=np.int32)
         if len(new) < self.min_tokens or len(new) > self.capacity_tokens:
             return Stored(None)
         evicted = []
         for entry in list(self.entries):
-            shared = common_prefix(entry.tokens, new)
-            if shared == len(new):  # already held
+            common = common_prefix(entry.tokens, new)
+            if common == len(new):  # already held
                 entry.last_used = next(self._clock)
                 return Stored(None)
-            if shared == len(entry):  # the new sequence extends it: keep only the longer one
+            if common == len(entry):  # the new sequence extends it: keep only the longer one
                 evicted.append(self._drop(entry))
-        while self.entries and (self.held_tokens + len(new) > self.capacity_tokens or not self._free_ids):
-            evicted.append(self._drop(min(self.entries, key=lambda e: e.last_used)))
+        pending = Entry(-1, new, body, next(self._clock))
+        if source in self.entries and shared > 0:
+            pending.parent, pending.shared = source, shared
+        limit = max(self.limit_tokens, len(new))  # the newest entry always fits
+        while self.entries and (self.held_tokens + pending.cost > limit or not self._free_ids):
+            evicted.append(self._drop(min(self.entries, key=lambda e: e.last_used), pending))
             self.evictions += 1
         if not self._free_ids:
             return Stored(None, evicted)
-        entry = Entry(self._free_ids.pop(), new, body, next(self._clock))
-        self.entries.append(entry)
-        return Stored(entry, evicted)
+        pending.seq_id = self._free_ids.pop()
+        self.entries.append(pending)
+        return Stored(pending, evicted)
 
     def forget(self, entry: Entry) -> None:
         """Drop an entry that turned out unusable (its cells are gone)."""
         if entry in self.entries:
             self._drop(entry)
 
-    def _drop(self, entry: Entry) -> Entry:
+    def _drop(self, entry: Entry, pending: Entry | None = None) -> Entry:
+        """Remove `entry`; the cells its children share with it stay theirs (and `pending`'s)."""
         self.entries.remove(entry)
         self._free_ids.append(entry.seq_id)
+        for child in [*self.entries, pending]:
+            if child is not None and child.parent is entry:
+                child.parent = entry.parent
+                child.shared = min(child.shared, entry.shared) if entry.parent is not None else 0
         return entry
 
 
@@ -135,6 +185,7 @@ class PrefixReuse:
         self.runner = runner
         self.window = runner.sliding_window
         self.lookups = self.hits = 0
+        self._sources: dict[int, tuple[Entry, int]] = {}  # sequence id -> the entry whose cells it reused
 
     def reuse(self, seq_id: int, prompt: Sequence[int]) -> int:
         """Copy the longest reusable cached prefix of `prompt` into `seq_id`; how many tokens it covers.
@@ -153,19 +204,22 @@ class PrefixReuse:
             elif self.window and kept > max(0, reused - self.window):
                 metrics.PREFIX_SWA_MISSES.inc()
                 reused = 0
+        self._sources.pop(seq_id, None)
         if reused > 0:
             self.runner.copy_prefix(entry.seq_id, seq_id, reused)  # type: ignore[union-attr]
+            self._sources[seq_id] = (entry, reused)  # type: ignore[assignment]
             self.hits += 1
             metrics.PREFIX_HITS.inc()
             metrics.PREFIX_CACHED_TOKENS.inc(reused)
         metrics.PREFIX_HIT_RATE.set(self.hits / self.lookups)
+        self.cache.note(reused, len(prompt))
         return reused
 
     def keep(self, seq_id: int, tokens: Sequence[int], body: int) -> None:
         """Keep the cells of a finished sequence (`tokens`: those whose KV it computed, the first `body` of
         them as prompt chunks) as an entry."""
         evictions = self.cache.evictions
-        stored = self.cache.store(tokens, body)
+        stored = self.cache.store(tokens, body, *self._sources.get(seq_id, (None, 0)))
         for old in stored.evicted:  # first: the new entry may take an evicted entry's sequence id
             self.runner.release(old.seq_id)
         if stored.entry is not None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shoal.engine import metrics
-from shoal.engine.prefix_cache import PrefixCache, PrefixReuse
+from shoal.engine.prefix_cache import PrefixCache, PrefixReuse, common_prefix
 from shoal.engine.runners.base import BatchItem, ModelRunner
 from shoal.engine.sampling import Choice, Sampler, SamplingParams
 from shoal.engine.settings import EngineSettings
@@ -28,6 +28,8 @@ from shoal.errors import ApiError, generation_error
 
 log = logging.getLogger(__name__)
 
+# The least share of its cells the prefix cache keeps while it is not being reused (shoal.engine.prefix_cache).
+IDLE_CACHE_SHARE = 1 / 16
 # Requests that want prompt logprobs prefill in chunks this small, to bound the logits buffer.
 _PROMPT_LOGPROB_CHUNK = 64
 
@@ -127,8 +129,8 @@ class Scheduler:
         self.warmed_up = threading.Event()
         cache_ids = range(settings.max_sequences, settings.sequence_ids)
         self.block = settings.prefix_cache_block
-        self.prefixes = (PrefixReuse(PrefixCache(settings.prefix_cache_tokens, cache_ids, self.block), runner)
-                         if settings.prefix_cache else None)
+        cache = PrefixCache(settings.prefix_cache_tokens, cache_ids, self.block, idle_share=IDLE_CACHE_SHARE)
+        self.prefixes = PrefixReuse(cache, runner) if settings.prefix_cache else None
 
     # -- called from the event loop ---------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -205,11 +207,12 @@ class Scheduler:
             self._steps_since_admit += 1
             return
         admitted = 0
-        while self._waiting and self._free_ids:
-            seq = self._waiting[0]
-            if self._reserved + seq.reserved_tokens > s.max_batch_total_tokens:
-                break  # in order: nobody overtakes the head of the queue
-            self._waiting.popleft()
+        for seq in list(self._waiting):
+            if not self._free_ids or self._reserved + seq.reserved_tokens > s.max_batch_total_tokens:
+                break  # in order: nobody overtakes the head of the queue for budget
+            if self._awaits_shared_prefill(seq):
+                continue
+            self._waiting.remove(seq)
             seq.seq_id = self._free_ids.pop()
             if self.prefixes and not seq.prompt_logprobs:  # prompt logprobs need every prompt row computed
                 seq.cached_tokens = seq.prefilled = self.prefixes.reuse(seq.seq_id, seq.prompt)
@@ -224,6 +227,20 @@ class Scheduler:
             metrics.BATCH_MAX_TOKENS_PEAK.set(self.peak_reserved_tokens)
             self._observe_batch()
         metrics.QUEUE_SIZE.set(len(self._waiting))
+
+    def _awaits_shared_prefill(self, seq: Sequence) -> bool:
+        """Whether a running request is computing at least one block of `seq`'s prompt that the prefix cache
+        does not hold: then `seq` waits for that prefill to end and reuses it, instead of computing the
+        same tokens beside it (a burst of requests on one new system prompt computes it once)."""
+        if self.prefixes is None or seq.prompt_logprobs:
+            return False
+        body = len(seq.prompt) - 1
+        for other in self._running:
+            if other.in_prefill and not other.prompt_logprobs:
+                shared = min(common_prefix(other.prompt, seq.prompt), body) // self.block * self.block
+                if shared - other.cached_tokens >= self.block:
+                    return True
+        return False
 
     def _plan(self) -> tuple[list[BatchItem], list[Sequence]]:
         items: list[BatchItem] = []

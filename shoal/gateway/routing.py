@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import weakref
 from collections import OrderedDict
@@ -11,6 +12,9 @@ from typing import Protocol, TypeVar
 
 # How much of a prompt the gateway reads for PREFIX_AFFINITY (characters; ~2000 tokens).
 KEY_CHARS = 8192
+# PREFIX_AFFINITY's load bound: requests in flight a copy may have above the least loaded and still get its
+# prefixes (0: only the least loaded copies are considered; cache-awareness then breaks their ties).
+BOUND_ENV = "SHOAL_PREFIX_AFFINITY_BOUND"
 
 
 class RoutingStrategy(str, Enum):
@@ -96,9 +100,12 @@ class PrefixAffinity:
     into `chunk`-byte pieces, each hashed with all before it, so a hash names a whole prefix; each copy keeps
     the hashes of the prompts it served, least recently used out past `capacity`. A request's match on a copy
     is the number of its leading hashes the copy has seen. Among the copies within the bound, the longest
-    match wins and ties (no match anywhere included) go to the least loaded. A request that spills to
-    another copy teaches it the prefix too, so a hot prefix ends up cached on several copies. The index is
-    per copy object: a restarted copy (a new `Backend`) starts empty, as its cache does."""
+    match wins; ties (no match anywhere included) go to the least loaded of them, and among those to the
+    shared prefix's home, the first of the copies in an order that prefix's hash gives them (rendezvous
+    hashing), so a prefix that spilled to a second copy goes back home when loads are even again instead of
+    wandering. A spill teaches the second copy the prefix: a hot prefix is cached on as many copies as its
+    load needs, and then shared evenly. The index is per copy object: a restarted copy (a new `Backend`)
+    starts empty, as its cache does."""
 
     needs_key = True
 
@@ -136,7 +143,10 @@ class PrefixAffinity:
         within = [r for r in replicas if r.in_flight <= least + self.bound]
         matches = [self.match(r, hashes) for r in within]
         longest = max(matches)
-        best = self._fallback.choose([r for r, m in zip(within, matches) if m == longest])
+        tied = [r for r, m in zip(within, matches) if m == longest]
+        fewest = min(r.in_flight for r in tied)
+        home = hashes[max(longest, 1) - 1]  # the prefix the tied copies share (or the prompt's first chunk)
+        best = max((r for r in tied if r.in_flight == fewest), key=lambda r: hash((home, r.id)))
         self._remember(best, hashes)
         return best
 
@@ -157,5 +167,5 @@ def make_router(strategy: RoutingStrategy) -> Router:
         RoutingStrategy.RANDOM: Random,
         RoutingStrategy.ROUND_ROBIN: RoundRobin,
         RoutingStrategy.POWER_OF_TWO: PowerOfTwo,
-        RoutingStrategy.PREFIX_AFFINITY: PrefixAffinity,
+        RoutingStrategy.PREFIX_AFFINITY: lambda: PrefixAffinity(bound=int(os.environ.get(BOUND_ENV, "1"))),
     }[strategy]()
