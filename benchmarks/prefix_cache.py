@@ -27,15 +27,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import typer
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from helpers import free_port, wait_healthy  # noqa: E402
+from helpers import free_port, metric, wait_healthy  # noqa: E402
 
 from shoal.bench.loadgen import Workload, closed_loop  # noqa: E402
 from shoal.bench.stats import summarize  # noqa: E402
@@ -102,16 +100,8 @@ ENGINE_COUNTERS = {"shoal_prefix_cache_prompt_tokens_total": "prompt_tokens",
 
 def engine_counters(session: Session, component: str) -> dict[str, float]:
     """ENGINE_COUNTERS summed over the component's copies: where the prompt tokens came from."""
-    totals = dict.fromkeys(ENGINE_COUNTERS.values(), 0.0)
-    for copy in session.component(component)["copies"]:
-        if not copy.get("address"):
-            continue
-        text = httpx.get(f"{copy['address']}/metrics", timeout=10).text
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name in ENGINE_COUNTERS:
-                    totals[ENGINE_COUNTERS[sample.name]] += sample.value
-    return totals
+    addresses = [c["address"] for c in session.component(component)["copies"] if c.get("address")]
+    return {key: sum(metric(a, name) for a in addresses) for name, key in ENGINE_COUNTERS.items()}
 
 
 def measure(url: str, system: System, prompts: list[str], seconds: float, warmup: float) -> dict:
