@@ -101,11 +101,11 @@ class PrefixAffinity:
     the hashes of the prompts it served, least recently used out past `capacity`. A request's match on a copy
     is the number of its leading hashes the copy has seen. Among the copies within the bound, the longest
     match wins; ties (no match anywhere included) go to the least loaded of them, and among those to the
-    shared prefix's home, the first of the copies in an order that prefix's hash gives them (rendezvous
-    hashing), so a prefix that spilled to a second copy goes back home when loads are even again instead of
-    wandering. A spill teaches the second copy the prefix: a hot prefix is cached on as many copies as its
-    load needs, and then shared evenly. The index is per copy object: a restarted copy (a new `Backend`)
-    starts empty, as its cache does."""
+    prompt's home, the first of the copies in an order the hash of its first `home_chunks` chunks gives
+    them (rendezvous hashing), so a prefix that spilled to a second copy goes back home when loads are even
+    again instead of wandering. A spill teaches the second copy the prefix: a hot prefix is cached on as
+    many copies as its load needs, and then shared evenly. The index is per copy object: a restarted copy
+    (a new `Backend`) starts empty, as its cache does."""
 
     needs_key = True
 
@@ -113,6 +113,7 @@ class PrefixAffinity:
         self.bound = bound
         self.chunk = chunk
         self.capacity = capacity  # prefix hashes remembered per copy (64 bytes each: ~256 KB of prompt text)
+        self.home_chunks = 4  # a prompt's home is decided by its first 4 chunks (256 bytes)
         self._seen: weakref.WeakKeyDictionary[Candidate, OrderedDict[int, None]] = weakref.WeakKeyDictionary()
         self._fallback = LeastOutstanding()
 
@@ -145,7 +146,7 @@ class PrefixAffinity:
         longest = max(matches)
         tied = [r for r, m in zip(within, matches) if m == longest]
         fewest = min(r.in_flight for r in tied)
-        home = hashes[max(longest, 1) - 1]  # the prefix the tied copies share (or the prompt's first chunk)
+        home = hashes[min(len(hashes), self.home_chunks) - 1]  # the same for every prompt on this prefix
         best = max((r for r in tied if r.in_flight == fewest), key=lambda r: hash((home, r.id)))
         self._remember(best, hashes)
         return best
