@@ -6,8 +6,11 @@ caches supplied (their Prometheus counters over the measured window).
 
 1. seed:    one 256-token prompt repeated, 32 new tokens, 8 users, one copy on 2 cores: cache on vs off.
 2. shared:  8 system prompts of ~200 tokens, each followed by distinct ~30-token questions, 8 users,
-            2 copies of 1 core: PREFIX_AFFINITY (cache-aware) vs LEAST_OUTSTANDING_REQUESTS, cache on.
-   shared-small: the same with 1024 cache cells per copy: the system prompts of about half the 8 fit.
+            2 copies of 1 core: LEAST_OUTSTANDING_REQUESTS vs PREFIX_AFFINITY (cache-aware) with load bound
+            1 (the default) and 3, cache on.
+   shared-small: the same with 1536 cache cells per copy: room for the system prompts of 4 of the 8 (an
+            entry holds its prompt and answer: 263 cells for a system prompt's first question, 71 for
+            each next one), so the 8 fit in the two copies' caches together, not in one.
    hot:     workload 1's one prompt on 2 copies of 1 core: the load bound keeps one hot prefix off one copy.
 3. unique:  every prompt different (256 tokens), as 1: what the cache costs when it never hits.
 4. peer:    workload 1 on llama.cpp's own server (engine `llama-server`, xllamacpp, prompt cache on).
@@ -33,7 +36,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from helpers import free_port, metric, wait_healthy  # noqa: E402
+from helpers import free_port, labelled_metric, metric, wait_healthy  # noqa: E402
 
 from shoal.bench.loadgen import Workload, closed_loop  # noqa: E402
 from shoal.bench.stats import summarize  # noqa: E402
@@ -69,7 +72,7 @@ class Experiment:
 
 def experiments(maker: PromptMaker) -> list[Experiment]:
     on, off = {**SHOAL_LIMITS}, {**SHOAL_LIMITS, "SHOAL_PREFIX_CACHE": "false"}
-    small = {**SHOAL_LIMITS, "SHOAL_PREFIX_CACHE_TOKENS": "1024"}
+    small = {**SHOAL_LIMITS, "SHOAL_PREFIX_CACHE_TOKENS": "1536"}
     seed_prompt = [maker.make(256)]
     system_prompts = [maker.make(200, v) for v in range(1, 9)]
     shared = [f"{system}\nQuestion: {maker.make(30, 100 * v + i)}"
@@ -79,14 +82,19 @@ def experiments(maker: PromptMaker) -> list[Experiment]:
     return [
         Experiment("seed", seed_prompt, [System("cache on", 1, 2, on), System("cache off", 1, 2, off),
                                          System("llama-server", 1, 2, LIMITS, engine="llama-server")]),
-        Experiment("shared", shared, [System("cache-aware", 2, 1, on, routing="PREFIX_AFFINITY"),
-                                      System("least outstanding", 2, 1, on)]),
-        Experiment("shared-small", shared, [System("cache-aware", 2, 1, small, routing="PREFIX_AFFINITY"),
-                                            System("least outstanding", 2, 1, small)]),
-        Experiment("hot", seed_prompt, [System("cache-aware", 2, 1, on, routing="PREFIX_AFFINITY"),
-                                        System("least outstanding", 2, 1, on)]),
+        Experiment("shared", shared, routing_systems(on)),
+        Experiment("shared-small", shared, routing_systems(small)),
+        Experiment("hot", seed_prompt, routing_systems(on)),
         Experiment("unique", unique, [System("cache on", 1, 2, on), System("cache off", 1, 2, off)]),
     ]
+
+
+def routing_systems(env: dict[str, str]) -> list[System]:
+    """2 copies of 1 core: least-outstanding routing, then cache-aware with load bound 1 (the default) and 3
+    (the component's own SHOAL_PREFIX_AFFINITY_BOUND)."""
+    aware = "PREFIX_AFFINITY"
+    return [System("least outstanding", 2, 1, env), System("cache-aware", 2, 1, env, routing=aware),
+            System("cache-aware, bound 3", 2, 1, {**env, "SHOAL_PREFIX_AFFINITY_BOUND": "3"}, routing=aware)]
 
 
 # Engine counters summed over a system's copies after its run (shoal's engine only).
@@ -104,6 +112,11 @@ def engine_counters(session: Session, component: str) -> dict[str, float]:
     return {key: sum(metric(a, name) for a in addresses) for name, key in ENGINE_COUNTERS.items()}
 
 
+def spilled(url: str, component: str) -> float:
+    """Requests cache-aware routing sent past the copy holding their prefix (the load bound), so far."""
+    return labelled_metric(url, "shoal_gateway_prefix_affinity_spills_total").get(f'component="{component}"', 0.0)
+
+
 def measure(url: str, system: System, prompts: list[str], seconds: float, warmup: float) -> dict:
     """One system's steady state: `warmup` seconds of the same load (on the other half of the prompts, so
     the measured requests are not repeats of it) fill the caches, then `seconds` are measured."""
@@ -116,8 +129,10 @@ def measure(url: str, system: System, prompts: list[str], seconds: float, warmup
         half = len(prompts) // 2
         asyncio.run(closed_loop(Workload(target, prompts[half:] + prompts[:half], NEW_TOKENS), USERS, warmup))
         before = engine_counters(session, predictor.component_name) if system.engine == "shoal" else {}
+        spills = spilled(url, predictor.component_name)
         run = asyncio.run(closed_loop(Workload(target, prompts, NEW_TOKENS), USERS, seconds))
         row = summarize(run, system.name, f"vus={USERS}").row()
+        row["spilled"] = spilled(url, predictor.component_name) - spills
         if before:
             after = engine_counters(session, predictor.component_name)
             row["engine"] = {k: after[k] - before[k] for k in after}
@@ -181,6 +196,7 @@ def summarize_all(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[s
                 "tokens_per_s": _median(rows, "output_tokens_per_s"),
                 "busiest_copy_share": statistics.median(shares) if shares else None,
                 "cached_pct": _cached_pct(rows),
+                "spilled_pct": statistics.median(100 * r.get("spilled", 0) / max(r["requests"], 1) for r in rows),
                 "req_per_s_vs_first": statistics.median(r["req_per_s"] / f["req_per_s"] for r, f in zip(rows, first)),
                 "ttft_vs_first": statistics.median(r["ttft_p50_s"] / f["ttft_p50_s"] for r, f in zip(rows, first)),
             }
@@ -197,7 +213,7 @@ def _cached_pct(rows: list[dict]) -> float | None:
 def show(summary: dict[str, dict[str, dict]]) -> None:
     table = Table(title=f"Prefix caching: {USERS} users, {NEW_TOKENS} new tokens, medians")
     for col in ("workload", "system", "req/s", "vs first", "TTFT p50", "TTFT vs first", "latency p50",
-                "latency p99", "success", "busiest copy", "cached"):
+                "latency p99", "success", "busiest copy", "cached", "spilled"):
         table.add_column(col, justify="right")
     for experiment, by_system in summary.items():
         for name, s in by_system.items():
@@ -205,7 +221,8 @@ def show(summary: dict[str, dict[str, dict]]) -> None:
             table.add_row(experiment, name, f"{s['req_per_s']:.2f}", f"{s['req_per_s_vs_first']:.2f}x",
                           f"{s['ttft_p50_s'] * 1000:.0f} ms", f"{s['ttft_vs_first']:.0%}",
                           f"{s['latency_p50_s']:.2f} s", f"{s['latency_p99_s']:.2f} s", f"{s['success_pct']:.0f}%",
-                          "-" if share is None else f"{share:.0%}", "-" if cached is None else f"{cached:.0f}%")
+                          "-" if share is None else f"{share:.0%}", "-" if cached is None else f"{cached:.0f}%",
+                          f"{s['spilled_pct']:.0f}%" if s["spilled_pct"] else "-")
     console.print(table)
 
 

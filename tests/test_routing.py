@@ -8,8 +8,9 @@ import pytest
 
 from shoal.errors import ApiError
 from shoal.gateway.admission import Admission
-from shoal.gateway.pool import Backend
-from shoal.gateway.routing import LeastOutstanding, PowerOfTwo, PrefixAffinity, Random, RoundRobin, \
+from shoal.engines.base import EngineProtocol
+from shoal.gateway.pool import Backend, PoolConfig, RoutingTable
+from shoal.gateway.routing import BOUND_ENV, LeastOutstanding, PowerOfTwo, PrefixAffinity, Random, RoundRobin, \
     RoutingStrategy, make_router
 
 
@@ -69,14 +70,66 @@ def test_prefix_affinity_follows_the_longest_prefix_each_copy_was_sent() -> None
 
 
 def test_prefix_affinity_brings_a_spilled_prefix_home_when_the_load_falls() -> None:
-    router = PrefixAffinity(bound=1)
+    spills = []
+    router = PrefixAffinity(bound=1, on_spill=lambda: spills.append(1))
     rs = replicas(0, 0)
     system = b"S" * 300
     home = router.choose(rs, system + b" question 1")
-    home.in_flight = 2  # past the bound: the next one spills, and the other copy learns the prefix
-    assert router.choose(rs, system + b" question 2") is not home
-    home.in_flight = 0
+    other = next(r for r in rs if r is not home)
+    home.in_flight = 2  # past the bound: the next one spills, and the other copy is not taught the prefix
+    assert router.choose(rs, system + b" question 2") is other
+    home.in_flight = 1  # within the bound, though busier: the prefix goes to the copy that holds it
     assert all(router.choose(rs, system + b" question %d" % n) is home for n in range(3, 12))
+    assert len(spills) == 1  # counted (the gateway's shoal_gateway_prefix_affinity_spills)
+
+
+def test_prefix_affinity_keeps_each_prefix_on_one_copy_through_spills() -> None:
+    router = PrefixAffinity(bound=1)
+    rs = replicas(0, 0)
+    systems = [bytes([65 + i]) * 300 for i in range(8)]
+    owners = {}
+    for system in systems:  # first sight: the least loaded copy takes the prefix
+        owners[system] = router.choose(rs, system + b" q0")
+        owners[system].in_flight += 1
+    for r in rs:
+        r.in_flight = 0
+    for n in range(1, 40):  # loads that swing past the bound now and then spill requests, never prefixes
+        rs[0].in_flight, rs[1].in_flight = (n % 3, 0) if n % 2 else (0, n % 3)
+        for system in systems:
+            router.choose(rs, system + b" q%d" % n)
+    rs[0].in_flight = rs[1].in_flight = 0
+    assert all(router.choose(rs, system + b" last") is owners[system] for system in systems)
+    assert Counter(r.id for r in owners.values()) == Counter({"c-0": 4, "c-1": 4})
+
+
+def test_prefix_affinity_moves_prefixes_off_the_copy_their_traffic_overloads() -> None:
+    router = PrefixAffinity(bound=1)
+    rs = replicas(0, 0)
+    a, b = rs
+    systems = [bytes([65 + i]) * 300 for i in range(8)]
+    b.in_flight = 5  # busy while the first six prefixes arrive: all six go to a
+    assert all(router.choose(rs, system + b" q0") is a for system in systems[:6])
+    a.in_flight, b.in_flight = 5, 0
+    assert all(router.choose(rs, system + b" q0") is b for system in systems[6:])
+    for n in range(1, 30):  # even traffic on all eight; a's spills move its prefixes to b until each holds four
+        a.in_flight, b.in_flight = (2, 0) if n % 2 else (0, 0)
+        for system in systems:
+            router.choose(rs, system + b" q%d" % n)
+    a.in_flight = 0
+    assert Counter(router.choose(rs, system + b" last").id for system in systems) == Counter({"c-0": 4, "c-1": 4})
+
+
+def test_prefix_affinity_teaches_a_hot_prefix_to_the_copies_its_traffic_fills() -> None:
+    router = PrefixAffinity(bound=1)
+    rs = replicas(0, 0)
+    hot = b"H" * 400
+    owner = router.choose(rs, hot)
+    other = next(r for r in rs if r is not owner)
+    owner.in_flight = 2
+    for _ in range(40):  # all the traffic on one prefix, its copy busy: the spills teach the other copy
+        assert router.choose(rs, hot) is other
+    owner.in_flight = 1
+    assert router.choose(rs, hot) is other  # both hold it now: the less loaded one takes it
 
 
 def test_prefix_affinity_load_bound_spreads_one_hot_prefix() -> None:
@@ -98,6 +151,18 @@ def test_every_strategy_is_buildable_and_picks_one_of_the_candidates() -> None:
         router = make_router(strategy)
         picks = {router.choose(candidates, b"key" if router.needs_key else None).id for _ in range(20)}
         assert picks and picks <= {"c-0", "c-1"}, (strategy, picks)
+
+
+def test_the_load_bound_comes_from_the_component_else_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = RoutingTable()
+    table.set_endpoint("ep", RoutingStrategy.PREFIX_AFFINITY)
+    monkeypatch.setenv(BOUND_ENV, "2")
+    own = table.open_pool(PoolConfig("own", "ep", "m", "shoal", EngineProtocol.TGI, 4, prefix_affinity_bound=3),
+                          lambda: "InService")
+    server = table.open_pool(PoolConfig("server", "ep", "m", "shoal", EngineProtocol.TGI, 4), lambda: "InService")
+    assert own.router.bound == 3 and server.router.bound == 2  # type: ignore[attr-defined]
+    monkeypatch.delenv(BOUND_ENV)
+    assert make_router(RoutingStrategy.PREFIX_AFFINITY).bound == 1  # type: ignore[attr-defined]
 
 
 def test_admission_queues_in_order_then_refuses() -> None:

@@ -352,6 +352,9 @@ def test_bad_inference_components_are_refused_saying_why(sm) -> None:  # type: i
     assert create({"Container": {"Image": TGI_IMAGE, "Environment": {**GEMMA, "MAX_INPUT_LENGTH": "600"}},
                    "ComputeResourceRequirements": ONE_COPY}) == \
         "MAX_INPUT_LENGTH must be < MAX_TOTAL_TOKENS. Given: 600 and 512"
+    assert create({"Container": {"Image": TGI_IMAGE, "Environment": {**GEMMA, "SHOAL_PREFIX_AFFINITY_BOUND": "two"}},
+                   "ComputeResourceRequirements": ONE_COPY}) == \
+        "SHOAL_PREFIX_AFFINITY_BOUND must be a whole number, got 'two'"
     assert create({"Container": {"Image": TGI_IMAGE, "Environment": {"HF_MODEL_ID": "meta-llama/Llama-2-13b-chat-hf"}},
                    "ComputeResourceRequirements": ONE_COPY}) == (
         "Model 'meta-llama/Llama-2-13b-chat-hf' is not on this machine and shoal does not download weights at run "

@@ -27,6 +27,7 @@ from shoal.engines import EngineConfigError, engine_kind
 from shoal.engines.base import Limits
 from shoal.errors import ApiError, ModelNotFoundError
 from shoal.gateway.pool import PoolConfig, RoutingTable
+from shoal.gateway.routing import BOUND_ENV
 from shoal.models.registry import check_model_location, default_model_dirs
 from shoal.runtime.base import Runtime, Slot
 
@@ -193,6 +194,7 @@ class Controller:
             if spec.engine != "command":  # a command line was allowed by the operator: it decides
                 check_model_location(spec.model_id, self.model_dirs)
             engine_kind(spec.engine).check(spec.deployment())
+            spec.deployment().int_setting(BOUND_ENV)  # the gateway's, for this component's copies
         except (EngineConfigError, ModelNotFoundError) as exc:
             raise invalid(str(exc)) from None
 
@@ -226,12 +228,13 @@ class Controller:
         d = spec.deployment()
         try:
             max_total = Limits.of(d).max_total
+            bound = d.int_setting(BOUND_ENV)
         except EngineConfigError as exc:
             raise invalid(str(exc)) from None
         config = PoolConfig(name=spec.name, endpoint=spec.endpoint, model_id=spec.model_id, engine=spec.engine,
                             protocol=kind.protocol_of(d), per_copy_limit=kind.copy_concurrency(d),
                             max_total_tokens=max_total, max_stop_sequences=d.int_setting("MAX_STOP_SEQUENCES") or 4,
-                            max_top_n_tokens=d.int_setting("MAX_TOP_N_TOKENS") or 5)
+                            max_top_n_tokens=d.int_setting("MAX_TOP_N_TOKENS") or 5, prefix_affinity_bound=bound)
         self.table.open_pool(config, lambda: comp.status.value, lambda copy_id: self._suspect(comp, copy_id))
 
     def _suspect(self, comp: Component, copy_id: str) -> None:

@@ -5,15 +5,16 @@ thread (copying cells to a sequence, removing an entry's cells). An entry is the
 finished request (its prompt and the tokens it generated, all but the last, whose KV was never computed),
 held in the KV cells of a llama.cpp sequence id of its own. Entries live in cells that running requests
 do not count on: the context is sized MAX_BATCH_TOTAL_TOKENS + `capacity_tokens`, and the entries together
-never hold more than `capacity_tokens` cells (least recently used first out), so the budget promised to
-running requests never shrinks.
+never hold more than `capacity_tokens` cells (a segmented LRU: entries nobody reused go first; `_victim`),
+so the budget promised to running requests never shrinks.
 
 Shared cells count once: a request that reused an entry's prefix holds that entry's very cells
 (`llama_memory_seq_cp` shares cells, it does not copy them), and so does the entry kept from it. Each entry
 remembers that parent and how many leading cells they share, and costs only the cells after those; a
-dropped parent's shared cells pass to its children (a conservative count: never fewer than llama.cpp
-holds). So eight conversations on one system prompt hold the system prompt once, and dropping an old
-one of them frees only its own tail.
+dropped parent's shared cells pass to one heir among its children, which its siblings then share them with
+(a conservative count: never fewer than llama.cpp holds, and never more after a drop than before). So
+eight conversations on one system prompt hold the system prompt once, and dropping an old one of them frees
+only its own tail.
 
 Held cells are not free: llama.cpp attends over every cell up to the highest one in use (masking the
 others), so a full cache slows every step (with 4-8k cells held: prefill 1.24-1.30x, decode 1.05x;
@@ -50,6 +51,7 @@ class Entry:
     tokens: np.ndarray  # positions 0..len-1
     body: int  # the leading tokens computed as prompt chunks (its prompt but the last token)
     last_used: int = 0
+    reused: bool = False  # a request reused its cells since it was kept
     parent: Entry | None = None  # the entry whose cells this one's first `shared` tokens are
     shared: int = 0
 
@@ -81,8 +83,9 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 class PrefixCache:
     def __init__(self, capacity_tokens: int, seq_ids: Sequence[int], block: int = 64, min_tokens: int = 16,
-                 idle_share: float = 1.0, full_reuse: float = 0.1) -> None:
+                 idle_share: float = 1.0, full_reuse: float = 0.1, protected_share: float = 0.8) -> None:
         self.capacity_tokens = capacity_tokens
+        self.protected_share = protected_share  # the most of the limit reused entries keep from one-offs
         self.idle_share = idle_share  # the least share of the capacity it may use (1.0: always all of it)
         self.full_reuse = full_reuse  # the reuse (cached / prompt tokens) at which it may use all of it
         self._recent: deque[tuple[int, int]] = deque(maxlen=REUSE_WINDOW)  # (cached, prompt) tokens
@@ -120,6 +123,7 @@ class PrefixCache:
                 best, best_len = entry, n
         if best is not None:
             best.last_used = next(self._clock)
+            best.reused = True
         return best, best_len
 
     def reusable(self, entry: Entry, prompt: np.ndarray) -> int:
@@ -152,7 +156,7 @@ class PrefixCache:
             pending.parent, pending.shared = source, shared
         limit = max(self.limit_tokens, len(new))  # the newest entry always fits
         while self.entries and (self.held_tokens + pending.cost > limit or not self._free_ids):
-            evicted.append(self._drop(min(self.entries, key=lambda e: e.last_used), pending))
+            evicted.append(self._drop(self._victim(), pending))
             self.evictions += 1
         if not self._free_ids:
             return Stored(None, evicted)
@@ -160,19 +164,34 @@ class PrefixCache:
         self.entries.append(pending)
         return Stored(pending, evicted)
 
+    def _victim(self) -> Entry:
+        """The entry to drop for room: the least recently used of those no request reused since they were
+        kept (a question's own tail, a one-off prompt), while the reused ones hold at most `protected_share`
+        of the limit; past that, the least recently used reused one (segmented LRU)."""
+        reused = [e for e in self.entries if e.reused]
+        once = [e for e in self.entries if not e.reused]
+        if once and sum(e.cost for e in reused) <= self.protected_share * self.limit_tokens:
+            return min(once, key=lambda e: e.last_used)
+        return min(reused or once, key=lambda e: e.last_used)
+
     def forget(self, entry: Entry) -> None:
         """Drop an entry that turned out unusable (its cells are gone)."""
         if entry in self.entries:
             self._drop(entry)
 
     def _drop(self, entry: Entry, pending: Entry | None = None) -> Entry:
-        """Remove `entry`; the cells its children share with it stay theirs (and `pending`'s)."""
+        """Remove `entry`. The cells its children share with it stay theirs: the child sharing the most
+        (`pending` included) inherits them, and its siblings share them with it from now on."""
         self.entries.remove(entry)
         self._free_ids.append(entry.seq_id)
-        for child in [*self.entries, pending]:
-            if child is not None and child.parent is entry:
-                child.parent = entry.parent
-                child.shared = min(child.shared, entry.shared) if entry.parent is not None else 0
+        children = [c for c in [*self.entries, pending] if c is not None and c.parent is entry]
+        if children:
+            heir = max(children, key=lambda c: c.shared)
+            for child in children:
+                if child is not heir:
+                    child.parent, child.shared = heir, min(child.shared, heir.shared)
+            heir.parent = entry.parent
+            heir.shared = min(heir.shared, entry.shared) if entry.parent is not None else 0
         return entry
 
 

@@ -24,6 +24,8 @@ SERVED = Counter("shoal_gateway_copy_requests", "Requests sent to each copy", ["
 RETRIES = Counter("shoal_gateway_retries", "Requests retried on another copy after a copy failed them",
                   ["component"])
 REJECTED = Counter("shoal_gateway_rejected", "Requests refused with 429", ["component"])
+PREFIX_SPILLS = Counter("shoal_gateway_prefix_affinity_spills", "Requests PREFIX_AFFINITY routing sent past a copy "
+                        "that holds more of their prompt's prefix, for the load bound", ["component"])
 TIMEOUTS = Counter("shoal_gateway_first_byte_timeouts", "Requests a copy left unanswered past the first-byte "
                    "timeout", ["component"])
 

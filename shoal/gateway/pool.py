@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from shoal.engines.base import EngineProtocol
 from shoal.gateway.admission import Admission
-from shoal.gateway.metrics import ComponentStats
+from shoal.gateway.metrics import PREFIX_SPILLS, ComponentStats
 from shoal.gateway.routing import Router, RoutingStrategy, make_router
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class PoolConfig:
     max_total_tokens: int = 2048
     max_stop_sequences: int = 4
     max_top_n_tokens: int = 5
+    prefix_affinity_bound: int | None = None  # SHOAL_PREFIX_AFFINITY_BOUND in its environment (routing.py)
 
 
 def _no_op(_copy_id: str) -> None:
@@ -123,7 +124,9 @@ class RoutingTable:
     def open_pool(self, config: PoolConfig, status: Callable[[], str],
                   on_suspect: Callable[[str], None] = _no_op) -> Pool:
         old = self.pools.get(config.name)
-        pool = Pool(config, make_router(self.endpoints[config.endpoint]),
+        router = make_router(self.endpoints[config.endpoint], config.prefix_affinity_bound,
+                             on_spill=PREFIX_SPILLS.labels(config.name).inc)
+        pool = Pool(config, router,
                     Admission(config.per_copy_limit, self.max_queue, self.queue_timeout_s), status, on_suspect,
                     old.backends if old else [])
         if old and old.config.endpoint == config.endpoint:  # re-published (an update): counts and scaling stay

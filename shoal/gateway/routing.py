@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import random
 import weakref
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Protocol, TypeVar
 
 # How much of a prompt the gateway reads for PREFIX_AFFINITY (characters; ~2000 tokens).
 KEY_CHARS = 8192
 # PREFIX_AFFINITY's load bound: requests in flight a copy may have above the least loaded and still get its
-# prefixes (0: only the least loaded copies are considered; cache-awareness then breaks their ties).
+# prefixes (0: only the least loaded copies are considered; cache-awareness then breaks their ties). Set in the
+# server's environment, or in a component's (its engine ignores it): that component's routing.
 BOUND_ENV = "SHOAL_PREFIX_AFFINITY_BOUND"
+# PREFIX_AFFINITY: the requests whose prefixes' shares decide how many copies a prefix needs.
+SHARE_WINDOW = 256
 
 
 class RoutingStrategy(str, Enum):
@@ -98,23 +102,35 @@ class PrefixAffinity:
 
     What a copy holds is learned from what it was sent: the prompt (the first `KEY_CHARS` characters) is cut
     into `chunk`-byte pieces, each hashed with all before it, so a hash names a whole prefix; each copy keeps
-    the hashes of the prompts it served, least recently used out past `capacity`. A request's match on a copy
-    is the number of its leading hashes the copy has seen. Among the copies within the bound, the longest
-    match wins; ties (no match anywhere included) go to the least loaded of them, and among those to the
-    prompt's home, the first of the copies in an order the hash of its first `home_chunks` chunks gives
-    them (rendezvous hashing), so a prefix that spilled to a second copy goes back home when loads are even
-    again instead of wandering. A spill teaches the second copy the prefix: a hot prefix is cached on as
-    many copies as its load needs, and then shared evenly. The index is per copy object: a restarted copy
-    (a new `Backend`) starts empty, as its cache does."""
+    the hashes it was taught, least recently used out past `capacity`. A request's match on a copy is the
+    longest of its prefixes whose hash the copy knows. Among the copies within the bound, the longest match
+    wins; ties (no match anywhere included) go to the least loaded of them, and among those to the prompt's
+    home, the first of the copies in an order the hash of its first `home_chunks` chunks gives them
+    (rendezvous hashing).
+
+    A spill does not teach its copy what the busy copy holds, only what the request added to it (a
+    conversation's new turns, so its next turn follows it). So each of many prefixes keeps one copy and
+    goes back to it once its load allows, and when the copies' caches together hold more than one of them
+    can, each caches its own share instead of all of them caching everything (measured in
+    docs/benchmarks.md, "Prefix caching"). Two exceptions keep that partition fair: a prefix with a share s
+    of the last `SHARE_WINDOW` requests needs ceil(s x copies) copies, and its spills teach until it has
+    them (a hot prefix is then shared by load); and a spill moves the prefix to its new copy (the busy one
+    forgets it) when that evens out the recent requests the copies' prefixes bring them. The index is per
+    copy object: a restarted copy (a new `Backend`) starts empty, as its cache does, and its prefixes find
+    new copies."""
 
     needs_key = True
 
-    def __init__(self, bound: int = 1, chunk: int = 64, capacity: int = 4096) -> None:
+    def __init__(self, bound: int = 1, chunk: int = 64, capacity: int = 4096,
+                 on_spill: Callable[[], None] | None = None) -> None:
         self.bound = bound
+        self.on_spill = on_spill  # called for each request sent past a copy that holds more of its prefix
         self.chunk = chunk
         self.capacity = capacity  # prefix hashes remembered per copy (64 bytes each: ~256 KB of prompt text)
         self.home_chunks = 4  # a prompt's home is decided by its first 4 chunks (256 bytes)
         self._seen: weakref.WeakKeyDictionary[Candidate, OrderedDict[int, None]] = weakref.WeakKeyDictionary()
+        self._recent: deque[int] = deque(maxlen=SHARE_WINDOW)  # the homes of the last requests
+        self._counts: Counter[int] = Counter()
         self._fallback = LeastOutstanding()
 
     def prefix_hashes(self, key: bytes) -> list[int]:
@@ -125,31 +141,65 @@ class PrefixAffinity:
         return hashes
 
     def match(self, replica: Candidate, hashes: list[int]) -> int:
-        """How many leading prefix hashes of the request `replica` has seen."""
+        """How many leading chunks of the request `replica` was taught (its longest known prefix)."""
         seen = self._seen.get(replica)
         if not seen:
             return 0
-        n = 0
-        for h in hashes:
-            if h not in seen:
-                break
-            n += 1
-        return n
+        return max((n for n, h in enumerate(hashes, 1) if h in seen), default=0)
 
     def choose(self, replicas: Sequence[C], key: bytes | None = None) -> C:
         if not key:
             return self._fallback.choose(replicas)
         hashes = self.prefix_hashes(key)
-        least = min(r.in_flight for r in replicas)
-        within = [r for r in replicas if r.in_flight <= least + self.bound]
-        matches = [self.match(r, hashes) for r in within]
-        longest = max(matches)
-        tied = [r for r, m in zip(within, matches) if m == longest]
-        fewest = min(r.in_flight for r in tied)
         home = hashes[min(len(hashes), self.home_chunks) - 1]  # the same for every prompt on this prefix
+        matches = [self.match(r, hashes) for r in replicas]
+        least = min(r.in_flight for r in replicas)
+        within = [(r, m) for r, m in zip(replicas, matches) if r.in_flight <= least + self.bound]
+        longest = max(m for _, m in within)
+        tied = [r for r, m in within if m == longest]
+        fewest = min(r.in_flight for r in tied)
         best = max((r for r in tied if r.in_flight == fewest), key=lambda r: hash((home, r.id)))
-        self._remember(best, hashes)
+        self._note(home)
+        held = max(matches)
+        if longest == held:
+            self._remember(best, hashes)
+        else:
+            holders = [r for r, m in zip(replicas, matches) if m == held]
+            self._spilled(best, holders, len(replicas), hashes[:held], hashes, home)
         return best
+
+    def _spilled(self, to: Candidate, holders: list[Candidate], copies: int, prefix: list[int], hashes: list[int],
+                 home: int) -> None:
+        """Teach copy `to`, which got a request past the `holders` of its `prefix` (see the class's notes): all
+        of it if the prefix needs more copies, or if moving the prefix there from its busiest holder evens out
+        the traffic the copies' prefixes bring them; else only what the request added to the prefix."""
+        if self.on_spill:
+            self.on_spill()
+        requests = self._counts[home]
+        if len(holders) < math.ceil(requests / max(len(self._recent), SHARE_WINDOW // 8) * copies):
+            self._remember(to, hashes)  # a hot prefix: one more copy
+            return
+        owner = max(holders, key=self._owned)
+        if requests < self._owned(owner) - self._owned(to):
+            self._forget(owner, prefix)
+            self._remember(to, hashes)  # moved
+            return
+        self._remember(to, hashes[len(prefix):])
+
+    def _note(self, home: int) -> None:
+        """Count a request on the prefix `home` among the last `SHARE_WINDOW`."""
+        if len(self._recent) == self._recent.maxlen:
+            oldest = self._recent[0]
+            self._counts[oldest] -= 1
+            if not self._counts[oldest]:
+                del self._counts[oldest]
+        self._recent.append(home)
+        self._counts[home] += 1
+
+    def _owned(self, replica: Candidate) -> int:
+        """The recent requests on the prefixes `replica` holds."""
+        seen = self._seen.get(replica) or {}
+        return sum(n for home, n in self._counts.items() if home in seen)
 
     def _remember(self, replica: Candidate, hashes: list[int]) -> None:
         seen = self._seen.get(replica)
@@ -161,12 +211,22 @@ class PrefixAffinity:
         while len(seen) > self.capacity:
             seen.popitem(last=False)
 
+    def _forget(self, replica: Candidate, hashes: list[int]) -> None:
+        seen = self._seen.get(replica)
+        for h in hashes:
+            if seen is not None:
+                seen.pop(h, None)
 
-def make_router(strategy: RoutingStrategy) -> Router:
+
+def make_router(strategy: RoutingStrategy, bound: int | None = None,
+                on_spill: Callable[[], None] | None = None) -> Router:
+    """A new router for `strategy`. PREFIX_AFFINITY's load bound: `bound` (a component's own setting), else
+    the server's `BOUND_ENV`, else 1; `on_spill` counts the requests it moves."""
+    bound = int(os.environ.get(BOUND_ENV, "1")) if bound is None else bound
     return {
         RoutingStrategy.LEAST_OUTSTANDING_REQUESTS: LeastOutstanding,
         RoutingStrategy.RANDOM: Random,
         RoutingStrategy.ROUND_ROBIN: RoundRobin,
         RoutingStrategy.POWER_OF_TWO: PowerOfTwo,
-        RoutingStrategy.PREFIX_AFFINITY: lambda: PrefixAffinity(bound=int(os.environ.get(BOUND_ENV, "1"))),
+        RoutingStrategy.PREFIX_AFFINITY: lambda: PrefixAffinity(bound=bound, on_spill=on_spill),
     }[strategy]()

@@ -12,6 +12,7 @@ import numpy as np
 
 from shoal.engine.runners.base import BatchItem, ModelInfo
 from shoal.errors import ConfigError, generation_error
+from shoal.hardware import use_extra_buffers
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,13 @@ class LlamaCppRunner:
 
     def __init__(self, model_id: str, path: Path, *, n_ctx: int, n_batch: int, n_seq_max: int,
                  n_threads: int, n_ubatch: int = 512, n_gpu_layers: int = 0, flash_attention: bool = True,
-                 extra_buffers: bool = True, on_progress: Callable[[float], None] | None = None) -> None:
+                 extra_buffers: bool | None = None, on_progress: Callable[[float], None] | None = None) -> None:
         init_backend()
         self._keep: list[object] = []
         params = ll.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
-        params.use_extra_bufts = extra_buffers  # AMX / repacked weights: see shoal.hardware
+        # AMX / repacked weights; None: shoal's `auto` (off: AMX crashes on the first decode; shoal.hardware)
+        params.use_extra_bufts = use_extra_buffers() if extra_buffers is None else extra_buffers
         if on_progress:
             callback = ll.llama_progress_callback(lambda p, _u: (on_progress(p), True)[1])
             self._keep.append(callback)
