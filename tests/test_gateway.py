@@ -25,8 +25,9 @@ SEED_BODY = {"inputs": "The capital of France is", "parameters": {"max_new_token
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Component `gemma`: 2 copies sharing core 0; component `tiny`: 1 copy on core 1 that takes one
-    request at a time; the server queues at most 2 requests per component for at most 3 s."""
-    with server_process(tmp_path_factory.mktemp("gw"), "--max-queue", "2", "--queue-timeout", "3") as url:
+    request at a time; the server queues at most 2 requests per component, for up to 30 s (long enough that
+    a queued request is never refused for waiting on a slow, shared machine: only a full queue refuses)."""
+    with server_process(tmp_path_factory.mktemp("gw"), "--max-queue", "2", "--queue-timeout", "30") as url:
         session = Session(url)
         half = {"num_cpus": 0.5, "memory": 512}
         Model("gemma-3-270m", name="gemma", session=session).deploy(

@@ -193,8 +193,9 @@ class Controller:
         try:
             if spec.engine != "command":  # a command line was allowed by the operator: it decides
                 check_model_location(spec.model_id, self.model_dirs)
-            engine_kind(spec.engine).check(spec.deployment())
-            spec.deployment().int_setting(BOUND_ENV)  # the gateway's, for this component's copies
+            d = spec.deployment()
+            engine_kind(spec.engine).check(d)
+            d.int_setting(BOUND_ENV)  # the gateway's, for this component's copies
         except (EngineConfigError, ModelNotFoundError) as exc:
             raise invalid(str(exc)) from None
 

@@ -165,14 +165,14 @@ class PrefixAffinity:
             self._remember(best, hashes)
         else:
             holders = [r for r, m in zip(replicas, matches) if m == held]
-            self._spilled(best, holders, len(replicas), hashes[:held], hashes, home)
+            self._spilled(best, holders, len(replicas), hashes, held, home)
         return best
 
-    def _spilled(self, to: Candidate, holders: list[Candidate], copies: int, prefix: list[int], hashes: list[int],
+    def _spilled(self, to: Candidate, holders: list[Candidate], copies: int, hashes: list[int], held: int,
                  home: int) -> None:
-        """Teach copy `to`, which got a request past the `holders` of its `prefix` (see the class's notes): all
-        of it if the prefix needs more copies, or if moving the prefix there from its busiest holder evens out
-        the traffic the copies' prefixes bring them; else only what the request added to the prefix."""
+        """Teach copy `to`, which got a request past the `holders` of its first `held` chunks (see the class's
+        notes): all of it if that prefix needs more copies, or if moving the prefix there from its busiest holder
+        evens out the traffic the copies' prefixes bring them; else only what the request added to the prefix."""
         if self.on_spill:
             self.on_spill()
         requests = self._counts[home]
@@ -181,10 +181,10 @@ class PrefixAffinity:
             return
         owner = max(holders, key=self._owned)
         if requests < self._owned(owner) - self._owned(to):
-            self._forget(owner, prefix)
+            self._forget(owner, hashes[:held])
             self._remember(to, hashes)  # moved
             return
-        self._remember(to, hashes[len(prefix):])
+        self._remember(to, hashes[held:])
 
     def _note(self, home: int) -> None:
         """Count a request on the prefix `home` among the last `SHARE_WINDOW`."""
@@ -212,10 +212,9 @@ class PrefixAffinity:
             seen.popitem(last=False)
 
     def _forget(self, replica: Candidate, hashes: list[int]) -> None:
-        seen = self._seen.get(replica)
+        seen = self._seen.get(replica, {})
         for h in hashes:
-            if seen is not None:
-                seen.pop(h, None)
+            seen.pop(h, None)
 
 
 def make_router(strategy: RoutingStrategy, bound: int | None = None,
