@@ -64,6 +64,9 @@ def engine(
 
 # -- the server ---------------------------------------------------------------------------------
 DEFAULT_PORT = 8000
+ShutdownTimeout = Annotated[float, typer.Option(
+    envvar="SHOAL_SHUTDOWN_TIMEOUT", help="On SIGTERM/SIGINT: seconds requests in flight get to finish before the "
+                                          "copies stop (a second signal stops at once)")]
 
 
 @app.command()
@@ -90,6 +93,7 @@ def server(
         help="Where local model files may be (repeatable; default ~/.shoal/models, ~/.cache, the working dir)")] = None,
     runtime: Annotated[str, typer.Option(help="Where copies run: local (processes here) or ray")] = "local",
     ray_address: Annotated[str, typer.Option(help="Ray cluster: auto, local (start one), or host:port")] = "auto",
+    shutdown_timeout: ShutdownTimeout = 30.0,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
 ) -> None:
     """Run the shoal server: control API, copies and gateway, on one port."""
@@ -102,7 +106,8 @@ def server(
     options = ServerOptions(
         default_component, GatewaySettings(max_queue, queue_timeout, first_byte_timeout),
         SupervisionSettings(probe_interval, probe_timeout, probe_failures, crash_limit, crash_window),
-        allow_command_engine, load_keys(api_keys), insecure, tuple(model_dir) if model_dir else None)
+        allow_command_engine, load_keys(api_keys), insecure, tuple(model_dir) if model_dir else None,
+        shutdown_timeout)
     asyncio.run(run_server(host, port, state_dir or DEFAULT_STATE_DIR, make_runtime(runtime, ray_address), options))
 
 
@@ -118,6 +123,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port")] = DEFAULT_PORT,
     routing: Annotated[str, typer.Option(help="Routing strategy")] = "LEAST_OUTSTANDING_REQUESTS",
     engine: Annotated[str, typer.Option(help="Engine of each copy: shoal, llama-server, vllm, sglang, tgi")] = "shoal",
+    shutdown_timeout: ShutdownTimeout = 30.0,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
 ) -> None:
     """One command: serve MODEL with N copies behind one endpoint until Ctrl-C (nothing is kept)."""
@@ -128,7 +134,7 @@ def serve(
     from shoal.control.resources import ComputeRequirements, local_instance
     from shoal.errors import ApiError
     from shoal.sdk import component_name_for
-    from shoal.server import run_server
+    from shoal.server import ServerOptions, run_server
 
     share = local_instance().vcpus / copies
     per_copy = cpus or (float(int(share)) if share >= 1 else share)
@@ -148,17 +154,35 @@ def serve(
         asyncio.create_task(_announce(controller, name, host, port))
 
     with tempfile.TemporaryDirectory(prefix="shoal-serve-") as state:
-        asyncio.run(run_server(host, port, Path(state), on_ready=deploy))
+        options = ServerOptions(shutdown_timeout_s=shutdown_timeout)
+        asyncio.run(run_server(host, port, Path(state), options=options, on_ready=deploy))
+
+
+async def _first_answer(base: str, name: str) -> str | None:
+    """Send one real request through the gateway (one new token); None once it is answered, else why not."""
+    import httpx
+
+    url = f"{base}/endpoints/default/invocations"
+    body = {"inputs": "Hello", "parameters": {"max_new_tokens": 1}}
+    async with httpx.AsyncClient(timeout=60) as client:
+        try:
+            answer = await client.post(url, json=body, headers={"X-Amzn-SageMaker-Inference-Component": name})
+        except httpx.HTTPError as exc:
+            return str(exc)
+    return None if answer.status_code == 200 else f"{answer.status_code}: {answer.text[:200]}"
 
 
 async def _announce(controller, name: str, host: str, port: int) -> None:  # type: ignore[no-untyped-def]
-    while (status := controller.component(name).status.value) not in ("InService", "Failed"):
+    """Say how to reach the copies once a real request through the gateway succeeds (or why it cannot)."""
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    while True:
+        comp = controller.component(name)
+        if comp.status.value == "Failed":
+            err.print(f"[red]{name} failed:[/red] {comp.failure}")
+            return
+        if comp.status.value == "InService" and await _first_answer(base, name) is None:
+            break
         await asyncio.sleep(0.2)
-    comp = controller.component(name)
-    if status == "Failed":
-        err.print(f"[red]{name} failed:[/red] {comp.failure}")
-        return
-    base = f"http://{host}:{port}"
     err.print(f"[green]{name}: {len(comp.replicas)} copies in service[/green] behind {base}\n"
               f"  TGI:       curl {base}/generate -d '{{\"inputs\": \"Hello\", \"parameters\": "
               f"{{\"max_new_tokens\": 20}}}}' -H 'Content-Type: application/json'\n"

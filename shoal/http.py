@@ -1,7 +1,10 @@
 """HTTP helpers shared by the engine and the gateway (aiohttp + orjson)."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -86,9 +89,40 @@ class _QuietMalformedRequests(logging.Filter):
 logging.getLogger("aiohttp.server").addFilter(_QuietMalformedRequests())
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start `app` on host:port; a client that disconnects cancels its handler (frees its slot)."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+async def serve(app: web.Application, host: str, port: int, shutdown_timeout_s: float = 60.0) -> web.AppRunner:
+    """Start `app` on host:port; a client that disconnects cancels its handler (frees its slot).
+    `runner.cleanup()` stops listening, then lets requests in flight finish for up to `shutdown_timeout_s`."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout_s)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True).start()
     return runner
+
+
+class StopSignals:
+    """SIGINT and SIGTERM: the first asks for a graceful stop (`requested`), a second one to stop now (`forced`)."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.forced = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._received, sig)
+
+    def _received(self, sig: signal.Signals) -> None:
+        if self.requested.is_set():
+            log.warning("%s again: stopping now", sig.name)
+            self.forced.set()
+        self.requested.set()
+
+
+async def drain(runner: web.AppRunner, forced: asyncio.Event) -> None:
+    """Stop listening and let requests in flight finish (within the runner's shutdown timeout), unless
+    `forced` is set first."""
+    cleanup = asyncio.ensure_future(runner.cleanup())
+    force = asyncio.ensure_future(forced.wait())
+    await asyncio.wait({cleanup, force}, return_when=asyncio.FIRST_COMPLETED)
+    force.cancel()
+    if not cleanup.done():
+        cleanup.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await cleanup

@@ -1,9 +1,7 @@
 """The shoal server: control API, controller and gateway in one asyncio process, one port."""
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shoal.apidoc import ApiDoc, Op, Reply
+from shoal.apidoc import ApiDoc, Op, Param, Reply
 from shoal.control import sagemaker
 from shoal.control.api import ControlApi
 from shoal.control.autoscaling import aas_api
@@ -19,11 +17,13 @@ from shoal.control.autoscaling.scaler import Autoscaler
 from shoal.control.controller import Controller
 from shoal.control.store import StateStore
 from shoal.control.supervisor import SupervisionSettings
+from shoal.engine.responses import ErrorBody
 from shoal.errors import ConfigError
 from shoal.gateway.pool import RoutingTable
+from shoal.gateway.readiness import Readiness, ReadinessReport
 from shoal.gateway.routes import GatewayRoutes
 from shoal.gateway.upstream import GatewaySettings, Upstreams
-from shoal.http import api_errors, serve
+from shoal.http import StopSignals, api_errors, drain, serve
 from shoal.models.registry import default_model_dirs
 from shoal.runtime.base import Runtime
 from shoal.security.keys import KeyRing
@@ -42,6 +42,8 @@ class ServerOptions:
     keys: KeyRing = field(default_factory=lambda: KeyRing([]))  # API keys; none: no authentication
     insecure: bool = False  # serve a non-loopback address without keys
     model_dirs: tuple[Path, ...] | None = None  # where local model files may be (None: DEFAULT_MODEL_DIRS)
+    # On SIGTERM/SIGINT: stop listening, let requests in flight finish for at most this long, then stop copies.
+    shutdown_timeout_s: float = 30.0
 
 
 def make_runtime(kind: str = "local", ray_address: str = "auto") -> Runtime:
@@ -62,12 +64,9 @@ async def _metrics(_request: web.Request) -> web.StreamResponse:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def _health(_request: web.Request) -> web.StreamResponse:
-    return web.Response(text="ok")
-
-
 def build_app(controller: Controller, upstreams: Upstreams, default_component: str | None = None,
-              keys: KeyRing | None = None, scaler: Autoscaler | None = None) -> web.Application:
+              keys: KeyRing | None = None, scaler: Autoscaler | None = None,
+              readiness: Readiness | None = None) -> web.Application:
     services = {sagemaker.TARGET_PREFIX: sagemaker.sagemaker_service(controller)}
     if scaler:
         services[aas_api.TARGET_PREFIX] = aas_api.service(scaler)  # Application Auto Scaling, same door
@@ -79,9 +78,15 @@ def build_app(controller: Controller, upstreams: Upstreams, default_component: s
     GatewayRoutes(controller.table, upstreams, default_component).add_to(app, doc)
     doc.add(app, Op("GET", "/metrics", _metrics, "Prometheus metrics", "operations",
                     replies=(Reply(200, media_type="text/plain"),)))
+    readiness = readiness or Readiness(controller.table, detail=not keys)
     for path in ("/health", "/ping"):
-        doc.add(app, Op("GET", path, _health, "The server is up", "operations",
-                        replies=(Reply(200, media_type="text/plain"),), open=True))
+        doc.add(app, Op("GET", path, readiness.health, "Ready to serve: 200 when every inference component has a "
+                        "copy in service (or starts one on demand), 503 otherwise or while stopping",
+                        "operations", replies=(Reply(200, ReadinessReport), Reply(503, ReadinessReport),
+                                               Reply(404, ErrorBody)),
+                        params=(Param("component", "query", "ask about one inference component"),), open=True))
+    doc.add(app, Op("GET", "/live", readiness.live, "The server process answers (liveness)", "operations",
+                    replies=(Reply(200, media_type="text/plain"),), open=True))
     doc.serve(app)
     return app
 
@@ -89,9 +94,12 @@ def build_app(controller: Controller, upstreams: Upstreams, default_component: s
 async def run_server(host: str, port: int, state_dir: Path, runtime: Runtime | None = None,
                      options: ServerOptions | None = None,
                      on_ready: Callable[[Controller], Awaitable[None]] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM; then stop every copy. `on_ready` runs once the port is open."""
+    """Serve until SIGINT/SIGTERM; then drain (no new requests, those in flight finish within
+    `options.shutdown_timeout_s`; a second signal cuts it short) and stop every copy. `on_ready` runs once
+    the port is open."""
     options = options or ServerOptions()
     check_exposure(host, options.keys, options.insecure)
+    signals = StopSignals()
     store = StateStore(state_dir / "state.db")
     table = RoutingTable(options.gateway.max_queue, options.gateway.queue_timeout_s)
     controller = Controller(store, runtime or make_runtime(), state_dir, table, options.supervision,
@@ -101,20 +109,22 @@ async def run_server(host: str, port: int, state_dir: Path, runtime: Runtime | N
     await controller.restore()
     scaler = Autoscaler(controller, store)  # autoscaling policies: decisions every second, scale from zero
     await scaler.start()
-    site = await serve(build_app(controller, upstreams, options.default_component, options.keys, scaler), host, port)
+    readiness = Readiness(table, detail=not options.keys)
+    app = build_app(controller, upstreams, options.default_component, options.keys, scaler, readiness)
+    site = await serve(app, host, port, options.shutdown_timeout_s)
     log.info("shoal server on http://%s:%d (state in %s)", host, port, state_dir)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         if on_ready:
             await on_ready(controller)
-        await stop.wait()
+        await signals.requested.wait()
     finally:
-        log.info("stopping: draining copies")
-        await site.cleanup()
+        readiness.stopping = True
+        log.info("stopping: no new requests; %d in flight get up to %gs to finish (--shutdown-timeout; a second "
+                 "Ctrl-C stops now)", upstreams.in_flight(), options.shutdown_timeout_s)
+        controller.closing()
         await scaler.stop()
+        await drain(site, signals.forced)
+        log.info("stopping the copies")
         await controller.close()
         await upstreams.close()
         store.close()

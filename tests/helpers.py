@@ -14,13 +14,14 @@ import httpx
 from shoal.runtime.local import free_port  # noqa: F401  (re-exported for the tests)
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120, path: str = "/health") -> None:
+    """Until `url`+`path` answers 200 (an engine's /health: its model is loaded; a server's /live: it is up)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before it was healthy")
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -30,7 +31,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None
 
 @contextmanager
 def shoal_process(command: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None,
-                  stop_timeout: float = 30) -> Iterator[str]:
+                  stop_timeout: float = 30, ready_path: str = "/health") -> Iterator[str]:
     """Run `shoal COMMAND --port PORT ARGS...` until the block ends; yields its base URL once healthy."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -39,7 +40,7 @@ def shoal_process(command: str, args: list[str], log_dir: Path, env: dict[str, s
                                 env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_healthy(url, proc)
+            wait_healthy(url, proc, path=ready_path)
             yield url
         finally:
             proc.terminate()
@@ -56,7 +57,7 @@ def engine_process(tmp: Path, **env: str | int) -> AbstractContextManager[str]:
 
 def server_process(state_dir: Path, *args: str) -> AbstractContextManager[str]:
     """`shoal server` with its state in `state_dir`."""
-    return shoal_process("server", ["--state-dir", str(state_dir), *args], state_dir)
+    return shoal_process("server", ["--state-dir", str(state_dir), *args], state_dir, ready_path="/live")
 
 
 def wait_for_component(session, name: str, ok, timeout: float = 90) -> dict:  # type: ignore[no-untyped-def]

@@ -98,7 +98,12 @@ class Controller:
             if comp.endpoint in self.endpoints:
                 self._adopt(comp)
 
+    def closing(self) -> None:
+        """The server is stopping: from now on copies that end stay ended."""
+        self.supervisor.closing = True
+
     async def close(self) -> None:
+        self.closing()
         for comp in self.components.values():
             if comp.rolling:
                 comp.rolling.cancel()

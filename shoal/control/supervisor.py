@@ -47,6 +47,7 @@ class Supervisor:
         self.table = table
         self.log_dir = log_dir
         self.settings = settings or SupervisionSettings()
+        self.closing = False  # the server is stopping: copies that end are not restarted
         self._http = httpx.AsyncClient(timeout=self.settings.probe_timeout_s)
 
     async def close(self) -> None:
@@ -77,7 +78,7 @@ class Supervisor:
                 return self.fail(comp, replica, self._with_log(replica, problem))
             self._enter_service(comp, replica)
             why = await self._watch(comp, replica)
-            if replica.stopping:
+            if replica.stopping or self.closing:
                 return
             self.table.remove_backend(comp.spec.name, replica.id)
             await replica.handle.stop(grace_s=2)

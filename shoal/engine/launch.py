@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -12,7 +11,7 @@ from shoal.engine.runners.llamacpp import LlamaCppRunner
 from shoal.engine.server import build_app
 from shoal.engine.settings import EngineSettings
 from shoal.hardware import describe_cpu, use_extra_buffers
-from shoal.http import serve
+from shoal.http import StopSignals, drain, serve
 from shoal.models.registry import canonical_name, resolve
 
 log = logging.getLogger(__name__)
@@ -39,15 +38,15 @@ def load_runner(settings: EngineSettings) -> LlamaCppRunner:
 
 
 async def serve_engine(settings: EngineSettings, host: str, port: int) -> None:
+    """Serve until SIGTERM/SIGINT; then stop listening and let requests in flight finish (at most
+    `settings.shutdown_timeout_s`; a second signal stops at once)."""
+    signals = StopSignals()
     engine = Engine(settings, load_runner(settings))
-    site = await serve(build_app(engine), host, port)
+    site = await serve(build_app(engine), host, port, settings.shutdown_timeout_s)
     log.info("engine for %s listening on http://%s:%d", engine.runner.info.model_id, host, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await site.cleanup()
+    await signals.requested.wait()
+    log.info("stopping: %d requests in flight get up to %gs to finish", engine.in_flight, settings.shutdown_timeout_s)
+    await drain(site, signals.forced)
 
 
 def run_engine(settings: EngineSettings, host: str, port: int) -> None:

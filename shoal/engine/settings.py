@@ -36,6 +36,7 @@ ENV_NAMES: dict[str, str] = {
     "SHOAL_PREFIX_CACHE_TOKENS": "prefix_cache_tokens",
     "SHOAL_PREFIX_CACHE_ENTRIES": "prefix_cache_entries",
     "SHOAL_PREFIX_CACHE_BLOCK": "prefix_cache_block",
+    "SHOAL_SHUTDOWN_TIMEOUT": "shutdown_timeout_s",
 }
 # Never logged, never returned by /info.
 SECRET_ENV_NAMES = frozenset({"HUGGING_FACE_HUB_TOKEN", "HF_TOKEN", "HF_API_TOKEN"})
@@ -67,6 +68,7 @@ class EngineSettings(BaseModel):
     prefix_cache_tokens: int = Field(None, gt=0)  # type: ignore[assignment]  # KV cells for it: MAX_BATCH_TOTAL_TOKENS
     prefix_cache_entries: int = Field(32, gt=0)  # prefixes held at once (each takes a llama.cpp sequence id)
     prefix_cache_block: int = Field(64, ge=16, le=512)  # reuse unit; a prompt alone is computed in such blocks
+    shutdown_timeout_s: float = Field(30.0, ge=0)  # on SIGTERM: how long requests in flight get to finish
 
     @model_validator(mode="after")
     def _tgi_startup_checks(self) -> EngineSettings:

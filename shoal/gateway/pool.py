@@ -70,7 +70,15 @@ def _no_op(_copy_id: str) -> None:
     return None
 
 
-OnDemand = Callable[[], "str | None"]
+@dataclass(frozen=True)
+class ColdStart:
+    """How a component with no copy in service gets one on demand (scale from zero): a request waits in
+    the queue (at most `timeout_s`) after `wake()` asked for a copy; `why_not()` says why none can start
+    now (None: one can), without asking for one."""
+
+    why_not: Callable[[], "str | None"]
+    wake: Callable[[], None]
+    timeout_s: float
 
 
 @dataclass(eq=False)
@@ -84,10 +92,7 @@ class Pool:
     on_suspect: Callable[[str], None] = _no_op  # a copy kept a request waiting too long: probe it now
     backends: list[Backend] = field(default_factory=list)
     stats: ComponentStats | None = None  # SageMaker's per-component counts (metrics)
-    # Scale from zero: when set, a request that finds no copy in service calls it and waits in the queue
-    # (at most `cold_start_timeout_s`) for a copy to start; it returns why no copy can start, or None.
-    on_demand: OnDemand | None = None
-    cold_start_timeout_s: float = 0.0
+    cold_start: ColdStart | None = None  # scale from zero: a request that finds no copy waits for one
 
     def __post_init__(self) -> None:
         if self.stats is None:
@@ -130,14 +135,14 @@ class RoutingTable:
                     Admission(config.per_copy_limit, self.max_queue, self.queue_timeout_s), status, on_suspect,
                     old.backends if old else [])
         if old and old.config.endpoint == config.endpoint:  # re-published (an update): counts and scaling stay
-            pool.stats, pool.on_demand, pool.cold_start_timeout_s = old.stats, old.on_demand, old.cold_start_timeout_s
+            pool.stats, pool.cold_start = old.stats, old.cold_start
         self.pools[config.name] = pool
         return pool
 
-    def set_on_demand(self, component: str, on_demand: OnDemand | None, cold_start_timeout_s: float = 0.0) -> None:
+    def set_cold_start(self, component: str, cold_start: ColdStart | None) -> None:
         """Let requests that find no copy in service start one and wait for it (None: answer 503 at once)."""
         if pool := self.pools.get(component):
-            pool.on_demand, pool.cold_start_timeout_s = on_demand, cold_start_timeout_s
+            pool.cold_start = cold_start
 
     def close_pool(self, name: str) -> None:
         self.pools.pop(name, None)

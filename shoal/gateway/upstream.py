@@ -138,13 +138,15 @@ class Upstreams:
     async def _copy_started(self, pool: Pool) -> None:
         """No copy serves: wait in the queue for one to start if the component can start one (scale from
         zero), else 503 at once."""
-        why_not = pool.on_demand() if pool.on_demand else "it does not start copies on demand"
-        if why_not is not None:
+        cold = pool.cold_start
+        why_not = cold.why_not() if cold else "it does not start copies on demand"
+        if cold is None or why_not is not None:
             raise ApiError(503, f"inference component \"{pool.name}\" has no copy in service "
-                                f"(status {pool.status()})" + ("" if pool.on_demand is None else f": {why_not}"),
+                                f"(status {pool.status()})" + ("" if cold is None else f": {why_not}"),
                            "unavailable")
+        cold.wake()
         waited = time.perf_counter()
-        await pool.admission.acquire(0, pool.cold_start_timeout_s)
+        await pool.admission.acquire(0, cold.timeout_s)
         metrics.COLD_START_WAIT.labels(pool.name).observe(time.perf_counter() - waited)
 
     async def _first_answer(self, pool: Pool, path: str, body: bytes, content_type: str,
@@ -203,6 +205,10 @@ class Upstreams:
                 raise FirstByteTimeout(backend.id, limit) from None
             raise
         return Answer(backend, response, first)
+
+    def in_flight(self) -> int:
+        """Requests the gateway holds now: sent to a copy or queued for one."""
+        return sum(p.admission.in_flight + p.admission.queued for p in self.table.pools.values())
 
     def _live(self) -> tuple[list[tuple[str, str, int]], list[tuple[str, int]]]:
         pools = list(self.table.pools.values())

@@ -29,7 +29,9 @@ def usable_cores(cores: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _child_setup(cores: tuple[int, ...]) -> None:
-    """In the child before exec: pin to the copy's cores (those that exist here); die with the shoal server."""
+    """In the child before exec: pin to the copy's cores (those that exist here); die with the shoal server.
+    (Each copy has a session of its own: a terminal's Ctrl-C reaches the server, which drains its requests,
+    not the copies, which would drop them.)"""
     if cores:
         os.sched_setaffinity(0, cores)
     try:
@@ -83,7 +85,7 @@ class LocalRuntime:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, env={**os.environ, **env}, stdin=asyncio.subprocess.DEVNULL,
-                stdout=log, stderr=asyncio.subprocess.STDOUT,
+                stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
                 preexec_fn=lambda: _child_setup(cores))
         except OSError as exc:  # the engine's program is not installed here, or not executable
             raise LaunchError(f"cannot run {argv[0]!r}: {exc.strerror or exc}", retry=False) from None

@@ -18,7 +18,7 @@ from shoal.security.keys import ApiKey, KeyRing, Scope
 from shoal.security.sigv4 import ALGORITHM, SignatureError, SignedRequest, verify
 
 log = logging.getLogger(__name__)
-OPEN_PATHS = frozenset({"/health", "/ping", "/openapi.json"})
+OPEN_PATHS = frozenset({"/health", "/ping", "/live", "/openapi.json"})
 KEY_NAME = "api_key_name"  # request state: the name of the key that was checked
 
 

@@ -24,7 +24,7 @@ from shoal.control.state import Component
 from shoal.control.store import StateStore
 from shoal.errors import ApiError
 from shoal.gateway.metrics import ComponentRow, register_component_gauges
-from shoal.gateway.pool import Pool
+from shoal.gateway.pool import ColdStart, Pool
 
 log = logging.getLogger(__name__)
 KEEP_ACTIVITIES = 100  # per component
@@ -92,7 +92,7 @@ class Autoscaler:
         if self.policies.pop(component, None) is None:
             return False
         self.store.delete_scaling_policy(component)
-        self.c.table.set_on_demand(component, None)
+        self.c.table.set_cold_start(component, None)
         self.last.pop(component, None)
         return True
 
@@ -120,10 +120,11 @@ class Autoscaler:
     def _attach(self, component: str) -> None:
         """Requests that find no copy of `component` wait for one (and ask for it) instead of a 503."""
         if (policy := self.policies.get(component)) is not None:
-            self.c.table.set_on_demand(component, lambda: self._on_demand(component), policy.cold_start_timeout_s)
+            self.c.table.set_cold_start(component, ColdStart(lambda: self._cannot_start(component),
+                                                             lambda: self._wake(component), policy.cold_start_timeout_s))
 
-    def _on_demand(self, component: str) -> str | None:
-        """Called by the gateway for a request that found no copy in service: None (wait) or why not."""
+    def _cannot_start(self, component: str) -> str | None:
+        """Why no copy of `component` can start on demand now, or None."""
         policy, comp = self.policies.get(component), self.c.components.get(component)
         if policy is None or comp is None:
             return "it has no autoscaling policy"
@@ -133,9 +134,13 @@ class Autoscaler:
             return "it is being deleted"
         if policy.max_copies == 0:
             return "its maximum copy count is 0"
-        if not comp.replicas:
-            self.poke()
         return None
+
+    def _wake(self, component: str) -> None:
+        """A request waits for a copy of `component`: decide now rather than at the next tick."""
+        comp = self.c.components.get(component)
+        if comp is not None and not comp.replicas:
+            self.poke()
 
     # -- the loop ---------------------------------------------------------------------------------------
     def _keep_s(self, component: str) -> float:
@@ -165,7 +170,7 @@ class Autoscaler:
                 continue
             if comp.rolling and not comp.rolling.done():  # as SageMaker: no autoscaling during an update
                 continue
-            if pool.on_demand is None:
+            if pool.cold_start is None:
                 self._attach(name)
             copies = len(comp.replicas)
             decision = decide(policy, list(samples), copies, self.last.get(name, LastActions()), now)
