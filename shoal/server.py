@@ -17,7 +17,6 @@ from shoal.control.autoscaling.scaler import Autoscaler
 from shoal.control.controller import Controller
 from shoal.control.store import StateStore
 from shoal.control.supervisor import SupervisionSettings
-from shoal.engine.responses import ErrorBody
 from shoal.errors import ConfigError
 from shoal.gateway.pool import RoutingTable
 from shoal.gateway.readiness import Readiness, ReadinessReport
@@ -25,6 +24,7 @@ from shoal.gateway.routes import GatewayRoutes
 from shoal.gateway.upstream import GatewaySettings, Upstreams
 from shoal.http import StopSignals, api_errors, drain, serve
 from shoal.models.registry import default_model_dirs
+from shoal.protocol.responses import ErrorBody
 from shoal.runtime.base import Runtime
 from shoal.security.keys import KeyRing
 from shoal.security.middleware import check_exposure, require_keys

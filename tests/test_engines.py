@@ -10,8 +10,9 @@ import pytest
 
 from shoal.engines import ENGINES, Deployment, EngineConfigError, engine_kind
 from shoal.hardware import ExtraBuffers, use_extra_buffers
+from shoal.launch import LaunchPlan, Slot
 from shoal.models.registry import resolve
-from shoal.runtime.base import LaunchPlan, Slot, describe_exit, log_tail
+from shoal.runtime.base import describe_exit, log_tail
 
 SEED_ENV = {"HF_MODEL_ID": "meta-llama/Llama-2-13b-chat-hf", "SM_NUM_GPUS": "1", "MAX_TOTAL_TOKENS": "4096",
             "MAX_BATCH_TOTAL_TOKENS": "16384", "HUGGING_FACE_HUB_TOKEN": "hf_secret"}

@@ -10,7 +10,15 @@ from typer.testing import CliRunner
 
 from shoal.cli import app, main
 from shoal.control.plan import (
-    ACCELERATOR_SPECS, GIB, KNOWN, Limits, PlanError, Workload, estimate_parameters, plan, resolve_model,
+    ACCELERATOR_SPECS,
+    GIB,
+    KNOWN,
+    Limits,
+    PlanError,
+    Workload,
+    estimate_parameters,
+    plan,
+    resolve_model,
     seed_plans,
 )
 from shoal.control.resources import CATALOG

@@ -14,7 +14,8 @@ import ray
 from helpers import server_process, wait_for_component
 from ray.cluster_utils import Cluster
 
-from shoal.runtime.base import CopyLaunch, LaunchError, LaunchPlan, Slot
+from shoal.launch import LaunchPlan, Slot
+from shoal.runtime.base import CopyLaunch, LaunchError
 from shoal.sdk import Model, ResourceRequirements, Session, ShoalApiError
 
 pytestmark = pytest.mark.slow

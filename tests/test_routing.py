@@ -6,12 +6,20 @@ from collections import Counter
 
 import pytest
 
+from shoal.engines.base import EngineProtocol
 from shoal.errors import ApiError
 from shoal.gateway.admission import Admission
-from shoal.engines.base import EngineProtocol
 from shoal.gateway.pool import Backend, PoolConfig, RoutingTable
-from shoal.gateway.routing import BOUND_ENV, LeastOutstanding, PowerOfTwo, PrefixAffinity, Random, RoundRobin, \
-    RoutingStrategy, make_router
+from shoal.gateway.routing import (
+    BOUND_ENV,
+    LeastOutstanding,
+    PowerOfTwo,
+    PrefixAffinity,
+    Random,
+    RoundRobin,
+    RoutingStrategy,
+    make_router,
+)
 
 
 def replicas(*loads: int) -> list[Backend]:

@@ -17,9 +17,9 @@ import pytest
 from botocore.exceptions import ClientError
 from helpers import server_process
 
+from shoal.control.controller import BatchSize
 from shoal.control.sagemaker.images import supported
 from shoal.control.sagemaker.validate import service_model
-from shoal.control.controller import BatchSize
 from shoal.sdk import Model, ResourceRequirements, Session
 from shoal.security.keys import Scope, append_key, new_key
 

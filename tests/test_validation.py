@@ -1,4 +1,4 @@
-"""The request rules table (shoal/engine/validation.py): every rule, broken and kept, with its exact words."""
+"""The request rules table (shoal/protocol/rules.py): every rule, broken and kept, with its exact words."""
 from __future__ import annotations
 
 import re
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from shoal.engine.protocol import ChatCompletionRequest, CompletionRequest, GenerateParameters
-from shoal.engine.validation import OPENAI_RULES, TGI_RULES, check_openai, check_parameters
 from shoal.errors import ApiError
+from shoal.protocol.requests import ChatCompletionRequest, CompletionRequest, GenerateParameters
+from shoal.protocol.rules import OPENAI_RULES, TGI_RULES, check_openai, check_parameters
 
 
 @dataclass

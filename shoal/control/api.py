@@ -12,8 +12,8 @@ from shoal.control.autoscaling.policy import AutoscalingSpec, AutoscalingState
 from shoal.control.autoscaling.scaler import Autoscaler
 from shoal.control.controller import Controller
 from shoal.control.models import ComponentSpec, ComponentUpdate, ComponentView, EndpointSpec, EndpointView
-from shoal.engine.responses import ErrorBody
 from shoal.errors import ApiError
+from shoal.protocol.responses import ErrorBody
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 

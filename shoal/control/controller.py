@@ -16,8 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal.control.autoscaling.policy import AutoscalingView
-from shoal.control.models import ComponentSpec, ComponentUpdate, ComponentView, CopyStatus, EndpointSpec, \
-    EndpointView, Status
+from shoal.control.models import (
+    ComponentSpec,
+    ComponentUpdate,
+    ComponentView,
+    CopyStatus,
+    EndpointSpec,
+    EndpointView,
+    Status,
+)
 from shoal.control.placement import Holder, PlacementError, place
 from shoal.control.resources import instance_type
 from shoal.control.state import Component, Replica
@@ -28,8 +35,9 @@ from shoal.engines.base import Limits
 from shoal.errors import ApiError, ModelNotFoundError
 from shoal.gateway.pool import PoolConfig, RoutingTable
 from shoal.gateway.routing import BOUND_ENV
+from shoal.launch import Slot
 from shoal.models.registry import check_model_location, default_model_dirs
-from shoal.runtime.base import Runtime, Slot
+from shoal.runtime.base import Runtime
 
 log = logging.getLogger(__name__)
 ROLL_SLACK_S = 30.0  # beyond the startup timeout, for a rolling update's new copies to come into service

@@ -9,7 +9,7 @@ from shoal.control.autoscaling.policy import AutoscalingView
 from shoal.control.resources import CATALOG, ComputeRequirements, instance_type
 from shoal.engines import DEFAULT_ENGINE, ENGINES, Deployment, EngineProtocol
 from shoal.gateway.routing import RoutingStrategy
-from shoal.runtime.base import Slot
+from shoal.launch import Slot
 from shoal.security.environment import SAFE_ENV_SCHEMA, check_environment
 
 # SageMaker's EndpointName / InferenceComponentName pattern.

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from shoal.control.resources import ComputeRequirements, InstanceType
-from shoal.runtime.base import Slot
+from shoal.launch import Slot
 
 __all__ = ["Holder", "PlacementError", "Slot", "max_copies", "place"]
 

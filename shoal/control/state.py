@@ -7,8 +7,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from shoal.control.models import ComponentSpec, ComponentView, CopyStatus, CopyView, Status
-from shoal.engine.settings import SECRET_ENV_NAMES
-from shoal.runtime.base import RunningCopy, Slot
+from shoal.launch import Slot
+from shoal.runtime.base import RunningCopy
+from shoal.security.environment import redacted
 
 
 @dataclass(eq=False)
@@ -74,8 +75,7 @@ class Component:
         return self.phase
 
     def redacted_spec(self) -> ComponentSpec:
-        env = {k: ("***" if k in SECRET_ENV_NAMES else v) for k, v in self.spec.env.items()}
-        return self.spec.model_copy(update={"env": env})
+        return self.spec.model_copy(update={"env": redacted(self.spec.env)})
 
     def view(self, copies: list[CopyView]) -> ComponentView:
         return ComponentView(spec=self.redacted_spec(), status=self.status, reason=self.failure or self.rolled_back,

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from shoal.engine import metrics
-from shoal.engine.protocol import GenerateParameters
 from shoal.engine.runners.base import ModelRunner
 from shoal.engine.sampling import SamplingParams
 from shoal.engine.scheduler import ErrorEvent, Event, Scheduler, Sequence, TokenEvent
 from shoal.engine.settings import EngineSettings
-from shoal.engine.validation import check_parameters, empty_inputs, inputs_too_long, total_too_long
 from shoal.errors import ApiError, overloaded_error, validation_error
 from shoal.models import chat
+from shoal.protocol.requests import GenerateParameters
+from shoal.protocol.rules import check_parameters, empty_inputs, inputs_too_long, total_too_long
 
 
 @dataclass

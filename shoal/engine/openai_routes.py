@@ -9,11 +9,11 @@ from typing import Any
 from aiohttp import web
 
 from shoal.engine.engine import ENGINE_KEY, Engine, Prepared
-from shoal.engine.protocol import ChatCompletionRequest, CompletionRequest, GenerateParameters, parse_body
 from shoal.engine.scheduler import ErrorEvent, Finish, Token, TokenEvent
-from shoal.engine.validation import check_openai
 from shoal.errors import ApiError
 from shoal.http import Handler, json_response, openai_error_response, sse, start_sse
+from shoal.protocol.requests import ChatCompletionRequest, CompletionRequest, GenerateParameters, parse_body
+from shoal.protocol.rules import check_openai
 
 FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}
 Chunk = Callable[[str, list[TokenEvent], Finish | None], dict[str, Any]]  # text, tokens with logprobs

@@ -12,9 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shoal import __version__
 from shoal.engine import openai_routes
 from shoal.engine.engine import ENGINE_KEY, Engine, Prepared
-from shoal.engine.protocol import GenerateRequest, TokenizeRequest, parse_body
 from shoal.engine.scheduler import ErrorEvent, Finish, PrefillEvent, Token, TokenEvent
 from shoal.http import api_errors, json_response, sse, start_sse
+from shoal.protocol.requests import GenerateRequest, TokenizeRequest, parse_body
 
 
 def token_json(t: Token) -> dict[str, Any]:

@@ -38,8 +38,6 @@ ENV_NAMES: dict[str, str] = {
     "SHOAL_PREFIX_CACHE_BLOCK": "prefix_cache_block",
     "SHOAL_SHUTDOWN_TIMEOUT": "shutdown_timeout_s",
 }
-# Never logged, never returned by /info.
-SECRET_ENV_NAMES = frozenset({"HUGGING_FACE_HUB_TOKEN", "HF_TOKEN", "HF_API_TOKEN"})
 
 
 class EngineSettings(BaseModel):

@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import ClassVar
 
-from shoal.runtime.base import LaunchPlan, Slot
+from shoal.launch import LaunchPlan, Slot
 
 
 class EngineProtocol(str, Enum):

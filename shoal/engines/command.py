@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import shlex
 
-from shoal.engines.base import CANONICAL_SETTINGS, Deployment, EngineConfigError, EngineKind, EngineProtocol, \
-    device_env, threads_of
-from shoal.runtime.base import LaunchPlan, Slot
+from shoal.engines.base import (
+    CANONICAL_SETTINGS,
+    Deployment,
+    EngineConfigError,
+    EngineKind,
+    EngineProtocol,
+    device_env,
+    threads_of,
+)
+from shoal.launch import LaunchPlan, Slot
 
 PLACEHOLDERS = ("{host}", "{port}", "{model}", "{threads}", "{accelerators}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from shoal.engines.base import Deployment, EngineConfigError, EngineKind, EngineProtocol, device_env, threads_of
-from shoal.runtime.base import Slot
+from shoal.launch import Slot
 
 
 class OpenAIGpuServer(EngineKind):

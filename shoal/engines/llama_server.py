@@ -12,8 +12,8 @@ import sys
 from shoal.engines.base import Deployment, EngineConfigError, EngineKind, EngineProtocol, Limits, device_env, threads_of
 from shoal.engines.shoal_engine import check_gguf_model
 from shoal.hardware import use_extra_buffers
+from shoal.launch import HOST, PORT, LaunchPlan, Slot
 from shoal.models.registry import resolve
-from shoal.runtime.base import HOST, PORT, LaunchPlan, Slot
 
 
 class LlamaServer(EngineKind):

@@ -11,7 +11,7 @@ import sys
 
 from shoal.engines.base import Deployment, Limits
 from shoal.engines.gpu_server import OpenAIGpuServer
-from shoal.runtime.base import HOST, PORT, LaunchPlan, Slot
+from shoal.launch import HOST, PORT, LaunchPlan, Slot
 
 
 class Sglang(OpenAIGpuServer):

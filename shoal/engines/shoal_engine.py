@@ -4,11 +4,18 @@ from __future__ import annotations
 import sys
 
 from shoal.engine.settings import EngineSettings
-from shoal.engines.base import CANONICAL_SETTINGS, Deployment, EngineConfigError, EngineKind, EngineProtocol, \
-    device_env, threads_of
+from shoal.engines.base import (
+    CANONICAL_SETTINGS,
+    Deployment,
+    EngineConfigError,
+    EngineKind,
+    EngineProtocol,
+    device_env,
+    threads_of,
+)
 from shoal.errors import ConfigError, ModelNotFoundError
+from shoal.launch import HOST, PORT, LaunchPlan, Slot
 from shoal.models.registry import resolve
-from shoal.runtime.base import HOST, PORT, LaunchPlan, Slot
 
 
 def check_gguf_model(model_id: str) -> None:

@@ -5,7 +5,7 @@ does."""
 from __future__ import annotations
 
 from shoal.engines.base import CANONICAL_SETTINGS, Deployment, EngineKind, EngineProtocol, device_env, program
-from shoal.runtime.base import HOST, PORT, LaunchPlan, Slot
+from shoal.launch import HOST, PORT, LaunchPlan, Slot
 
 
 class Tgi(EngineKind):

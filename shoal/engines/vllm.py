@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from shoal.engines.base import Deployment, Limits, program
 from shoal.engines.gpu_server import OpenAIGpuServer
-from shoal.runtime.base import HOST, PORT, LaunchPlan, Slot
+from shoal.launch import HOST, PORT, LaunchPlan, Slot
 
 BLOCK_TOKENS = 16
 

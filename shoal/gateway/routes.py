@@ -16,9 +16,6 @@ import orjson
 from aiohttp import web
 
 from shoal.apidoc import ApiDoc, Op, Param, Reply
-from shoal.engine.protocol import ChatCompletionRequest, CompletionRequest, GenerateRequest, TokenizeRequest
-from shoal.engine.responses import ChatCompletion, ChatCompletionChunk, Completion, ErrorBody, GenerateResponse, \
-    ModelList, OpenAIError, TgiStreamEvent, TokenizedPiece
 from shoal.engines.base import EngineProtocol
 from shoal.errors import ApiError
 from shoal.gateway import metrics
@@ -28,6 +25,18 @@ from shoal.gateway.routing import KEY_CHARS
 from shoal.gateway.translate import TgiCall, engine_error
 from shoal.gateway.upstream import Answer, Upstreams
 from shoal.http import Handler, json_response, openai_error_response, sse
+from shoal.protocol.requests import ChatCompletionRequest, CompletionRequest, GenerateRequest, TokenizeRequest
+from shoal.protocol.responses import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Completion,
+    ErrorBody,
+    GenerateResponse,
+    ModelList,
+    OpenAIError,
+    TgiStreamEvent,
+    TokenizedPiece,
+)
 
 log = logging.getLogger(__name__)
 COMPONENT_HEADER = "X-Amzn-SageMaker-Inference-Component"

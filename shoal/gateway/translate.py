@@ -14,11 +14,11 @@ from typing import Any, Protocol
 
 import orjson
 
-from shoal.engine.protocol import GenerateParameters, GenerateRequest, parse_body
-from shoal.engine.validation import check_parameters, is_sampling
 from shoal.errors import ApiError, validation_error
 from shoal.gateway.pool import PoolConfig
 from shoal.http import sse
+from shoal.protocol.requests import GenerateParameters, GenerateRequest, parse_body
+from shoal.protocol.rules import check_parameters, is_sampling
 
 DEFAULT_MAX_NEW_TOKENS = 20  # TGI's
 

@@ -1,43 +1,17 @@
 """What the controller needs from a runtime: launch a copy on its slot, watch it, stop it.
 
 A runtime knows nothing of engines: it runs a `LaunchPlan` (argv + env, made by an engine recipe in
-`shoal.engines`) on a `Slot` (made by placement), filling in the host and port it chose.
+`shoal.engines`) on a `Slot` (made by placement), filling in the host and port it chose (shoal.launch).
 """
 from __future__ import annotations
 
 import re
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-HOST, PORT = "{host}", "{port}"  # placeholders in a LaunchPlan, filled in by the runtime
-
-
-@dataclass(frozen=True)
-class Slot:
-    """Where one copy runs: an instance, its accelerators and cores, a memory budget."""
-
-    instance: int
-    accelerators: tuple[int, ...]
-    cores: tuple[int, ...]
-    cpu_share: float  # of the cores above (fractional copies share one core)
-    memory_mb: int
-
-
-@dataclass(frozen=True)
-class LaunchPlan:
-    """The process of one copy: its command line and environment (with `{host}` / `{port}` left for
-    the runtime), and the route that says it is ready."""
-
-    argv: tuple[str, ...]
-    env: dict[str, str] = field(default_factory=dict)
-    health_path: str = "/health"
-
-    def render(self, host: str, port: int) -> tuple[list[str], dict[str, str]]:
-        def fill(text: str) -> str:
-            return text.replace(HOST, host).replace(PORT, str(port))
-        return [fill(a) for a in self.argv], {k: fill(v) for k, v in self.env.items()}
+from shoal.launch import LaunchPlan, Slot
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from ray.exceptions import RayActorError, RayError
 from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from shoal.runtime.base import CopyLaunch, LaunchError, LaunchPlan, describe_exit
+from shoal.launch import LaunchPlan
+from shoal.runtime.base import CopyLaunch, LaunchError, describe_exit
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5

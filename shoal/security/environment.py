@@ -3,6 +3,7 @@ who sets them could run their own code inside a copy (LD_PRELOAD, PYTHONPATH, ..
 copy's slot (CUDA_VISIBLE_DEVICES, which shoal sets from the accelerators it placed)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 REFUSED_NAMES = frozenset({
@@ -31,3 +32,23 @@ def check_environment(env: Mapping[str, str]) -> Mapping[str, str]:
         raise ValueError(f"Environment may not set {', '.join(refused)}: these variables change what the engine "
                          f"process loads or runs (or the devices shoal gave it)")
     return env
+
+
+# Names that hold secrets, by rule (HF_TOKEN, AWS_SECRET_ACCESS_KEY, OPENAI_API_KEY, DB_PASSWORD, ...): their
+# values are never shown by describe, DescribeInferenceComponent or the logs.
+# A word of the name (split at `_`) says so; MAX_TOTAL_TOKENS (a count) does not, HF_TOKEN does.
+_SECRET_WORDS = frozenset({"TOKEN", "SECRET", "SECRETS", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS",
+                           "APIKEY", "PRIVATE", "AUTHORIZATION", "COOKIE"})
+_KEY_KINDS = frozenset({"API", "ACCESS", "SECRET", "PRIVATE", "AUTH", "SIGNING", "ENCRYPTION", "LICENSE"})
+REDACTED = "***"
+
+
+def looks_secret(name: str) -> bool:
+    words = re.split(r"[_\-.]", name.upper())
+    return bool(_SECRET_WORDS.intersection(words)) or any(
+        word == "KEY" and i and words[i - 1] in _KEY_KINDS for i, word in enumerate(words))
+
+
+def redacted(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with the values of secret-looking names replaced by ***."""
+    return {k: REDACTED if looks_secret(k) else v for k, v in env.items()}

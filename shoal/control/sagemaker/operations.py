@@ -17,8 +17,16 @@ from shoal.control.controller import BatchSize, RollingPolicy
 from shoal.control.models import EndpointSpec
 from shoal.control.resources import instance_type
 from shoal.control.sagemaker import shapes, views
-from shoal.control.sagemaker.containers import DEFAULT_STARTUP_TIMEOUT_S, Deployable, checked, component_spec, \
-    compute, container_deployable, specified, startup_timeout
+from shoal.control.sagemaker.containers import (
+    DEFAULT_STARTUP_TIMEOUT_S,
+    Deployable,
+    checked,
+    component_spec,
+    compute,
+    container_deployable,
+    specified,
+    startup_timeout,
+)
 from shoal.control.sagemaker.plane import CONFIG, MODEL, SageMakerPlane, arn
 from shoal.control.sagemaker.protocol import AwsError, Body, Caller, validation
 from shoal.control.sagemaker.validate import check

@@ -22,7 +22,6 @@ from shoal.control.models import EndpointSpec
 from shoal.control.sagemaker.protocol import ACCOUNT, Body, Caller, validation
 from shoal.control.state import Component
 from shoal.control.store import ENDPOINT, StateStore
-from shoal.engine.settings import SECRET_ENV_NAMES
 
 log = logging.getLogger(__name__)
 MODEL, CONFIG = "sagemaker-model", "sagemaker-endpoint-config"  # document kinds in the store
@@ -31,11 +30,6 @@ DEFAULT_VARIANT = "AllTraffic"
 
 def arn(caller: Caller, kind: str, name: str) -> str:
     return f"arn:aws:sagemaker:{caller.region}:{ACCOUNT}:{kind}/{name.lower()}"
-
-
-def redacted(env: dict[str, str]) -> dict[str, str]:
-    """Secrets (Hugging Face tokens) are kept to run copies, never shown."""
-    return {k: "***" if k in SECRET_ENV_NAMES else v for k, v in env.items()}
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ from typing import Any
 
 from shoal.control.models import ComponentSpec
 from shoal.control.resources import ComputeRequirements
-from shoal.control.sagemaker.plane import SageMakerPlane, arn, redacted
+from shoal.control.sagemaker.plane import SageMakerPlane, arn
 from shoal.control.sagemaker.protocol import Body, Caller, validation
 from shoal.control.sagemaker.shapes import ListRequest
 from shoal.control.store import COMPONENT, ENDPOINT
+from shoal.security.environment import redacted
 
 
 # -- endpoints ------------------------------------------------------------------------------------------------

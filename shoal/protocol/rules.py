@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from shoal.engine.protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, GenerateParameters
 from shoal.errors import validation_error
+from shoal.protocol.requests import ChatCompletionRequest, ChatMessage, CompletionRequest, GenerateParameters
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ class _Body(BaseModel):
 
 
 def documented(**bounds: float) -> Any:
-    """Bounds for the OpenAPI document only: the rules table (shoal.engine.validation) enforces them, in
+    """Bounds for the OpenAPI document only: the rules table (shoal.protocol.rules) enforces them, in
     TGI's and OpenAI's own words, which pydantic's would not be."""
     return Field(None, json_schema_extra=bounds)  # type: ignore[arg-type]
 
