@@ -66,8 +66,8 @@ def test_unknown_parameters_are_ignored(engine_url: str) -> None:
 
 def test_openai_errors_in_openais_shape(engine_url: str) -> None:
     r = httpx.post(f"{engine_url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}],
-                                                              "n": 2})
-    assert r.status_code == 422 and "`n` must be 1" in r.json()["error"]["message"]
+                                                              "n": 17})
+    assert r.status_code == 422 and "`n` must be >= 1 and <= 16" in r.json()["error"]["message"]
     assert r.json()["error"]["type"] == "invalid_request_error"
     r = httpx.post(f"{engine_url}/v1/chat/completions", json={"messages": [{"role": "wizard", "content": "x"}]})
     assert r.status_code == 422 and "messages.0.role" in r.json()["error"]["message"]

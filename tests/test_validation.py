@@ -9,7 +9,17 @@ import pytest
 
 from shoal.errors import ApiError
 from shoal.protocol.requests import ChatCompletionRequest, CompletionRequest, GenerateParameters
-from shoal.protocol.rules import OPENAI_RULES, TGI_RULES, check_openai, check_parameters
+from shoal.protocol.rules import (
+    BUILTIN_OPENAI_REFUSALS,
+    BUILTIN_TGI_REFUSALS,
+    OPENAI_RULES,
+    TGI_RULES,
+    TOOL_RULES,
+    check_openai,
+    check_parameters,
+    refuse_unsupported_openai,
+    refuse_unsupported_tgi,
+)
 
 
 @dataclass
@@ -44,18 +54,80 @@ TGI_CASES: dict[str, tuple[dict[str, Any], bool, str]] = {
     "truncate": ({"truncate": 1024}, False, "`truncate` must be strictly positive and less than 1024. Given: 1024"),
 }
 OPENAI_CASES: dict[str, tuple[dict[str, Any], str]] = {
-    "n": ({"n": 2}, "`n` must be 1: shoal returns one choice per request"),
+    "n": ({"n": 17}, "`n` must be >= 1 and <= 16"),
     "temperature": ({"temperature": 2.5}, "`temperature` must be >= 0 and <= 2"),
     "top_p": ({"top_p": 0}, "`top_p` must be > 0 and <= 1"),
     "max_tokens": ({"max_tokens": 0}, "`max_tokens` must be strictly positive"),
     "frequency_penalty": ({"frequency_penalty": -2.1}, "`frequency_penalty` must be >= -2.0 and <= 2.0"),
     "presence_penalty": ({"presence_penalty": 2.1}, "`presence_penalty` must be >= -2.0 and <= 2.0"),
+    "top_k": ({"top_k": 0}, "`top_k` must be strictly positive"),
+    "repetition_penalty": ({"repetition_penalty": 0}, "`repetition_penalty` must be strictly positive"),
+    "logit_bias key": ({"logit_bias": {"hello": 1}}, "Invalid key in `logit_bias`: 'hello' is not a token id"),
+    "logit_bias value": ({"logit_bias": {"12": 101}}, "`logit_bias` values must be >= -100 and <= 100"),
+    "json_schema": ({"response_format": {"type": "json_schema"}},
+                    "`response_format.json_schema` is required when `response_format.type` is `json_schema`"),
 }
+WEATHER = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+TOOL_CASES: dict[str, tuple[dict[str, Any], str]] = {
+    "tool_choice needs tools": ({"tool_choice": "required"}, "`tool_choice` is only allowed when `tools` are specified"),
+    "tool_choice names a tool": ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "x"}}},
+                                 "`tool_choice` names function 'x', which is not in `tools`"),
+    "tool names unique": ({"tools": [WEATHER, WEATHER]}, "`tools` must have distinct function names"),
+}
+# what the built-in engine cannot honour: field -> (request fields that ask for it, chat or completion)
+OPENAI_REFUSED: dict[str, tuple[dict[str, Any], str]] = {
+    "min_p": ({"min_p": 0.1}, "chat"),
+    "stream_options.continuous_usage_stats": ({"stream_options": {"continuous_usage_stats": True}}, "chat"),
+    "best_of": ({"best_of": 2}, "completion"),
+    "suffix": ({"suffix": "end"}, "completion"),
+    "functions": ({"functions": [{"name": "f"}]}, "chat"),
+    "function_call": ({"function_call": "auto"}, "chat"),
+    "audio": ({"audio": {"voice": "alloy"}}, "chat"),
+    "modalities": ({"modalities": ["text", "audio"]}, "chat"),
+    "prediction": ({"prediction": {"type": "content", "content": "x"}}, "chat"),
+    "reasoning_effort": ({"reasoning_effort": "low"}, "chat"),
+    "web_search_options": ({"web_search_options": {}}, "chat"),
+}
+TGI_REFUSED: dict[str, dict[str, Any]] = {"watermark": {"watermark": True}, "adapter_id": {"adapter_id": "lora"}}
 
 
 def test_every_rule_in_the_tables_has_a_case() -> None:
     assert {r.name for r in TGI_RULES} == set(TGI_CASES)
     assert {r.name for r in OPENAI_RULES} == set(OPENAI_CASES)
+    assert {r.name for r in TOOL_RULES} == set(TOOL_CASES)
+    assert {r.name for r in BUILTIN_OPENAI_REFUSALS} == set(OPENAI_REFUSED)
+    assert {r.name for r in BUILTIN_TGI_REFUSALS} == set(TGI_REFUSED)
+
+
+@pytest.mark.parametrize("rule", TOOL_CASES)
+def test_tool_rule_refuses(rule: str) -> None:
+    fields, message = TOOL_CASES[rule]
+    with pytest.raises(ApiError, match=re.escape(message)):
+        check_openai(ChatCompletionRequest(messages=[{"role": "user", "content": "hi"}], **fields))
+
+
+@pytest.mark.parametrize("field", OPENAI_REFUSED)
+def test_builtin_engine_refuses_what_it_cannot_honour_by_name(field: str) -> None:
+    fields, kind = OPENAI_REFUSED[field]
+    body = (ChatCompletionRequest(messages=[{"role": "user", "content": "hi"}], **fields) if kind == "chat"
+            else CompletionRequest(prompt="hi", **fields))
+    with pytest.raises(ApiError) as err:
+        refuse_unsupported_openai(body)
+    assert (err.value.status, err.value.message) == (422, f"`{field}` is not supported by this engine")
+
+
+@pytest.mark.parametrize("field", TGI_REFUSED)
+def test_builtin_engine_refuses_tgi_parameters_it_cannot_honour(field: str) -> None:
+    with pytest.raises(ApiError) as err:
+        refuse_unsupported_tgi(GenerateParameters(**TGI_REFUSED[field]))
+    assert err.value.message == f"`{field}` is not supported by this engine"
+
+
+def test_fields_without_generation_semantics_are_ignored() -> None:
+    body = ChatCompletionRequest(messages=[{"role": "user", "content": "hi"}], user="u1", metadata={"a": "b"},
+                                 store=False, service_tier="auto", modalities=["text"], best_of=None)
+    check_openai(body)
+    refuse_unsupported_openai(body)
 
 
 @pytest.mark.parametrize("rule", TGI_CASES)

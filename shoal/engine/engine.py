@@ -6,10 +6,12 @@ import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
 from shoal.engine import metrics
+from shoal.engine.grammar import CompiledGrammar, Grammars, GrammarSpec
 from shoal.engine.runners.base import ModelRunner
 from shoal.engine.sampling import SamplingParams
 from shoal.engine.scheduler import ErrorEvent, Event, Scheduler, Sequence, TokenEvent
@@ -17,7 +19,14 @@ from shoal.engine.settings import EngineSettings
 from shoal.errors import ApiError, overloaded_error, validation_error
 from shoal.models import chat
 from shoal.protocol.requests import GenerateParameters
-from shoal.protocol.rules import check_parameters, empty_inputs, inputs_too_long, total_too_long
+from shoal.protocol.rules import (
+    check_parameters,
+    empty_inputs,
+    inputs_too_long,
+    logit_bias_outside,
+    refuse_unsupported_tgi,
+    total_too_long,
+)
 
 
 @dataclass
@@ -33,13 +42,15 @@ class Prepared:
     decoder_input_details: bool
     return_full_text: bool
     best_of: int
+    grammar: CompiledGrammar | None = None  # the output's constraint, compiled (Engine.constrain)
 
 
 class Engine:
     def __init__(self, settings: EngineSettings, runner: ModelRunner) -> None:
         self.settings = settings
         self.runner = runner
-        self.scheduler = Scheduler(runner, settings)
+        self.grammars = Grammars(runner)
+        self.scheduler = Scheduler(runner, settings, self.grammars)
         template = settings.chat_template
         self.chat_template = (chat.load_template(template) if template
                               else runner.info.chat_template or chat.default_template(runner.info.architecture))
@@ -51,6 +62,7 @@ class Engine:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        self.grammars.close()
 
     # -- validation (TGI's rules and messages) --------------------------------------------
     def prepare(self, inputs: str, p: GenerateParameters, stream: bool,
@@ -58,6 +70,7 @@ class Engine:
         """Check a request as TGI's validation does; `add_special=False` for chat-template output."""
         s = self.settings
         check_parameters(p, s, stream)
+        refuse_unsupported_tgi(p)
         best_of = p.best_of or 1
         if not inputs:
             raise validation_error(empty_inputs())
@@ -73,15 +86,31 @@ class Engine:
                                   top_p=p.top_p, typical_p=p.typical_p,
                                   repetition_penalty=p.repetition_penalty,
                                   frequency_penalty=p.frequency_penalty, presence_penalty=p.presence_penalty,
-                                  top_n_tokens=p.top_n_tokens or 0)
+                                  top_n_tokens=p.top_n_tokens or 0, logit_bias=self._logit_bias(p))
         if sampling.do_sample:
             sampling.seed = p.seed if p.seed is not None else random.getrandbits(63)
         return Prepared(inputs, prompt, max_new, sampling, tuple(p.stop), p.details,
                         p.decoder_input_details, bool(p.return_full_text), best_of)
 
-    def render_chat(self, messages: list[dict[str, str]]) -> str:
+    def _logit_bias(self, p: GenerateParameters) -> dict[int, float] | None:
+        if not p.logit_bias:
+            return None
+        bias = {int(token): value for token, value in p.logit_bias.items()}
+        vocab = self.runner.info.vocab_size
+        if (outside := next((t for t in bias if not 0 <= t < vocab), None)) is not None:
+            raise validation_error(logit_bias_outside(outside, vocab))
+        return bias
+
+    async def constrain(self, prep: Prepared, spec: GrammarSpec | None, field: str) -> Prepared:
+        """Compile `spec` (off the event loop and the model thread; cached) into `prep`: its sequences then
+        only produce what the grammar allows. A grammar the library refuses is a 422 naming `field`."""
+        if spec is not None:
+            prep.grammar = await self.grammars.compile(spec, field)
+        return prep
+
+    def render_chat(self, messages: list[dict[str, Any]], **extra: Any) -> str:
         info = self.runner.info
-        return chat.render(self.chat_template, messages, info.bos_token, info.eos_token)
+        return chat.render(self.chat_template, messages, info.bos_token, info.eos_token, **extra)
 
     # -- running -------------------------------------------------------------------------
     @contextmanager
@@ -105,7 +134,8 @@ class Engine:
         seq = Sequence(prompt=prep.prompt, max_new_tokens=prep.max_new_tokens, params=prep.sampling,
                        emit=queue.put_nowait, stop=prep.stop,
                        want_logprobs=want_logprobs or prep.details or prep.best_of > 1,
-                       prompt_logprobs=prep.decoder_input_details)
+                       prompt_logprobs=prep.decoder_input_details,
+                       matcher=prep.grammar.matcher() if prep.grammar else None)
         metrics.INPUT_LENGTH.observe(len(prep.prompt))
         self.scheduler.submit(seq)
         finished = False

@@ -33,3 +33,9 @@ PREFIX_EVICTIONS = Counter("shoal_prefix_cache_evictions", "Cached prefixes drop
 PREFIX_ENTRIES = Gauge("shoal_prefix_cache_entries", "Cached prefixes held")
 PREFIX_HELD_TOKENS = Gauge("shoal_prefix_cache_tokens", "Tokens the cached prefixes hold")
 PREFIX_HIT_RATE = Gauge("shoal_prefix_cache_hit_rate", "Hits / lookups since the engine started")
+GRAMMAR_COMPILE_DURATION = Histogram("shoal_grammar_compile_duration", "Seconds to compile a grammar (cache misses)",
+                                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
+GRAMMAR_CACHE_HITS = Counter("shoal_grammar_cache_hits", "Grammar compilations answered from the cache")
+GRAMMAR_MASK_WAIT = Histogram("shoal_grammar_mask_wait_duration",
+                              "Seconds the model thread waited for token masks after a forward pass",
+                              buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1))

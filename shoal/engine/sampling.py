@@ -26,6 +26,7 @@ class SamplingParams:
     presence_penalty: float | None = None  # OpenAI's: once per token already generated
     seed: int | None = None
     top_n_tokens: int = 0
+    logit_bias: dict[int, float] | None = None  # OpenAI's: added to the logits before anything else
 
     def __post_init__(self) -> None:
         # TGI: any warper switches sampling on.
@@ -36,7 +37,7 @@ class SamplingParams:
     @property
     def plain_greedy(self) -> bool:
         return (not self.do_sample and self.repetition_penalty in (None, 1.0) and not self.frequency_penalty
-                and not self.presence_penalty)
+                and not self.presence_penalty and not self.logit_bias)
 
 
 @dataclass
@@ -62,6 +63,8 @@ class Sampler:
     def choose(self, logits: np.ndarray) -> Choice:
         p = self.params
         scores = logits.astype(np.float32, copy=True)
+        if p.logit_bias:
+            scores[np.fromiter(p.logit_bias, dtype=np.int64)] += np.fromiter(p.logit_bias.values(), dtype=np.float32)
         if p.repetition_penalty not in (None, 1.0) and self.seen:
             ids = np.fromiter(self.seen, dtype=np.int64)
             picked = scores[ids]

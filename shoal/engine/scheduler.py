@@ -15,11 +15,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from shoal.engine import metrics
+from shoal.engine.grammar import Grammars, MaskJob
 from shoal.engine.prefix_cache import PrefixCache, PrefixReuse, common_prefix
 from shoal.engine.runners.base import BatchItem, ModelRunner
 from shoal.engine.sampling import Choice, Sampler, SamplingParams
@@ -83,6 +86,7 @@ class Sequence:
     stop: tuple[str, ...] = ()
     want_logprobs: bool = False
     prompt_logprobs: bool = False
+    matcher: Any = None  # llguidance's LLMatcher when the output is constrained (shoal.engine.grammar)
     # state, owned by the model thread
     seq_id: int = -1
     prefilled: int = 0
@@ -111,9 +115,11 @@ class Sequence:
 
 
 class Scheduler:
-    def __init__(self, runner: ModelRunner, settings: EngineSettings) -> None:
+    def __init__(self, runner: ModelRunner, settings: EngineSettings, grammars: Grammars | None = None) -> None:
         self.runner = runner
         self.settings = settings
+        self.grammars = grammars
+        self._masks: MaskJob | None = None  # made on the first constrained step
         self._lock = threading.Condition()
         self._incoming: list[Sequence] = []
         self._waiting: deque[Sequence] = deque()
@@ -144,6 +150,8 @@ class Scheduler:
             self._lock.notify()
         if self._thread:
             self._thread.join(timeout=10)
+        if self._masks:
+            self._masks.close()
 
     def submit(self, seq: Sequence) -> None:
         with self._lock:
@@ -280,11 +288,14 @@ class Scheduler:
         if not items:
             return
         started = time.perf_counter()
+        masks = self._start_masks(items, owners)
         try:
             logits = self.runner.step(items)
         except ApiError as exc:
             self._fail(list(owners), exc)
             return
+        if masks is not None:
+            self._apply_masks(logits, *masks)
         events: list[tuple[Sequence, Event]] = []
         greedy = np.argmax(logits, axis=1)
         row = 0
@@ -303,6 +314,31 @@ class Scheduler:
             self._advance(seq, logits[last], int(greedy[last]), events)
         self._deliver(events)
         self._observe_step(time.perf_counter() - started, sum(len(i.tokens) for i in items))
+
+    def _start_masks(self, items: list[BatchItem], owners: list[Sequence]) -> tuple[list[int], Future] | None:
+        """Start computing the token masks of the constrained sequences that pick a token this step (their
+        matchers are in their final state for it), so that they are ready when llama_decode returns. None,
+        and no cost past this loop, when no sequence is constrained."""
+        rows, matchers, row = [], [], 0
+        for item, seq in zip(items, owners):
+            row += len(item.tokens) if item.all_logits else 1
+            samples = not seq.in_prefill or seq.prefilled + len(item.tokens) == len(seq.prompt)
+            if seq.matcher is not None and samples:
+                rows.append(row - 1)
+                matchers.append(seq.matcher)
+        if not matchers:
+            return None
+        if self._masks is None:
+            assert self.grammars is not None, "a constrained sequence needs the engine's grammars"
+            self._masks = MaskJob(self.grammars)
+        return rows, self._masks.start(matchers)
+
+    def _apply_masks(self, logits: np.ndarray, rows: list[int], pending: Future) -> None:
+        waited = time.perf_counter()
+        blocked = pending.result()
+        metrics.GRAMMAR_MASK_WAIT.observe(time.perf_counter() - waited)
+        for i, row in enumerate(rows):
+            MaskJob.apply(logits[row], blocked[i])
 
     def _prompt_logprobs(self, seq: Sequence, item: BatchItem, rows: np.ndarray) -> list[Token]:
         """Logprob of each prompt token under the logits at the position before it."""
@@ -325,6 +361,9 @@ class Scheduler:
         else:
             choice = seq.sampler.choose(row)
         token_id = choice.token
+        if seq.matcher is not None and not seq.matcher.consume_token(token_id):
+            self._fail([seq], generation_error(f"grammar: {seq.matcher.get_error()}"))
+            return
         seq.sampler.observe(token_id)
         seq.generated.append(token_id)
         special = self.runner.is_special(token_id)
@@ -340,7 +379,9 @@ class Scheduler:
         else:
             if not special:
                 seq.text += text
-            if seq.stop and _hits_stop(seq.text, len(text), seq.stop):
+            if seq.matcher is not None and seq.matcher.is_stopped():
+                reason = "eos_token"  # the grammar is complete: nothing but the end may follow
+            elif seq.stop and _hits_stop(seq.text, len(text), seq.stop):
                 reason = "stop_sequence"
             elif len(seq.generated) >= seq.max_new_tokens:
                 reason = "length"

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shoal import __version__
 from shoal.engine import openai_routes
 from shoal.engine.engine import ENGINE_KEY, Engine, Prepared
+from shoal.engine.grammar import from_tgi
 from shoal.engine.scheduler import ErrorEvent, Finish, PrefillEvent, Token, TokenEvent
 from shoal.http import api_errors, json_response, sse, start_sse
 from shoal.protocol.requests import GenerateRequest, TokenizeRequest, parse_body
@@ -85,8 +86,15 @@ async def generate_best(engine: Engine, prep: Prepared) -> tuple[Generation, lis
     return ranked[0], ranked[1:]
 
 
+async def _prepare(engine: Engine, body: GenerateRequest, stream: bool) -> Prepared:
+    """TGI's validation, then the `grammar` compiled (off the event loop)."""
+    prep = engine.prepare(body.inputs, body.parameters, stream=stream)
+    grammar = body.parameters.grammar
+    return await engine.constrain(prep, from_tgi(grammar) if grammar else None, "grammar")
+
+
 async def _complete(engine: Engine, body: GenerateRequest) -> tuple[Generation, list[Generation]]:
-    prep = engine.prepare(body.inputs, body.parameters, stream=False)
+    prep = await _prepare(engine, body, stream=False)
     with engine.admitted():
         return await generate_best(engine, prep)
 
@@ -114,7 +122,7 @@ async def generate_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(request: web.Request, engine: Engine, body: GenerateRequest) -> web.StreamResponse:
-    prep = engine.prepare(body.inputs, body.parameters, stream=True)
+    prep = await _prepare(engine, body, stream=True)
     with engine.admitted():
         response = await start_sse(request)
         index = 0

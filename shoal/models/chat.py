@@ -56,9 +56,10 @@ def _compile(template: str):  # type: ignore[no-untyped-def]
 
 
 def render(template: str, messages: Sequence[dict[str, Any]], bos_token: str, eos_token: str,
-           add_generation_prompt: bool = True) -> str:
+           add_generation_prompt: bool = True, **extra: Any) -> str:
+    """`extra`: more template variables (`tools`, for a template that renders them)."""
     try:
         return _compile(template).render(messages=list(messages), bos_token=bos_token, eos_token=eos_token,
-                                         add_generation_prompt=add_generation_prompt)
+                                         add_generation_prompt=add_generation_prompt, **extra)
     except TemplateError as exc:
         raise validation_error(f"Template error: {exc}") from None

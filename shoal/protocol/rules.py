@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from shoal.errors import validation_error
-from shoal.protocol.requests import ChatCompletionRequest, ChatMessage, CompletionRequest, GenerateParameters
+from shoal.protocol.requests import (
+    MAX_CHOICES,
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    GenerateParameters,
+    NamedToolChoice,
+)
 
 T = TypeVar("T")
 
@@ -92,7 +99,7 @@ TGI_RULES: tuple[Rule[Check], ...] = (
 
 OpenAIRequest = ChatCompletionRequest | CompletionRequest
 OPENAI_RULES: tuple[Rule[OpenAIRequest], ...] = (
-    Rule("n", lambda b: b.n != 1, lambda b: "`n` must be 1: shoal returns one choice per request"),
+    Rule("n", lambda b: not 1 <= b.n <= MAX_CHOICES, lambda b: f"`n` must be >= 1 and <= {MAX_CHOICES}"),
     Rule("temperature", lambda b: _outside(b.temperature, 0.0, 2.0), lambda b: "`temperature` must be >= 0 and <= 2"),
     Rule("top_p", lambda b: _outside(b.top_p, 0.0, 1.0) or b.top_p == 0.0, lambda b: "`top_p` must be > 0 and <= 1"),
     Rule("max_tokens", lambda b: b.max_tokens is not None and b.max_tokens <= 0,
@@ -101,6 +108,36 @@ OPENAI_RULES: tuple[Rule[OpenAIRequest], ...] = (
          lambda b: "`frequency_penalty` must be >= -2.0 and <= 2.0"),
     Rule("presence_penalty", lambda b: _outside(b.presence_penalty, -2.0, 2.0),
          lambda b: "`presence_penalty` must be >= -2.0 and <= 2.0"),
+    Rule("top_k", lambda b: b.top_k is not None and b.top_k <= 0, lambda b: "`top_k` must be strictly positive"),
+    Rule("repetition_penalty", lambda b: b.repetition_penalty is not None and b.repetition_penalty <= 0,
+         lambda b: "`repetition_penalty` must be strictly positive"),
+    Rule("logit_bias key", lambda b: any(not _token_id(k) for k in b.logit_bias or {}),
+         lambda b: f"Invalid key in `logit_bias`: {next(k for k in b.logit_bias or {} if not _token_id(k))!r} "
+                   "is not a token id"),
+    Rule("logit_bias value", lambda b: any(_outside(v, -100.0, 100.0) for v in (b.logit_bias or {}).values()),
+         lambda b: "`logit_bias` values must be >= -100 and <= 100"),
+    Rule("json_schema", lambda b: b.response_format is not None and b.response_format.type == "json_schema"
+         and b.response_format.json_schema is None,
+         lambda b: "`response_format.json_schema` is required when `response_format.type` is `json_schema`"),
+)
+
+
+def _token_id(key: str) -> bool:
+    return key.isascii() and key.isdigit()
+
+
+def _named_choice(b: ChatCompletionRequest) -> str | None:
+    return b.tool_choice.function.name if isinstance(b.tool_choice, NamedToolChoice) else None
+
+
+TOOL_RULES: tuple[Rule[ChatCompletionRequest], ...] = (
+    Rule("tool_choice needs tools", lambda b: b.tool_choice not in (None, "none", "auto") and not b.tools,
+         lambda b: "`tool_choice` is only allowed when `tools` are specified"),
+    Rule("tool_choice names a tool", lambda b: _named_choice(b) is not None and b.tools is not None
+         and _named_choice(b) not in {t.function.name for t in b.tools},
+         lambda b: f"`tool_choice` names function {_named_choice(b)!r}, which is not in `tools`"),
+    Rule("tool names unique", lambda b: len({t.function.name for t in b.tools or []}) != len(b.tools or []),
+         lambda b: "`tools` must have distinct function names"),
 )
 MESSAGE_RULES: tuple[Rule[Sequence[ChatMessage]], ...] = (
     Rule("messages", lambda m: not m, lambda m: "`messages` cannot be empty"),
@@ -125,7 +162,56 @@ def check_openai(body: OpenAIRequest) -> None:
     """422 for the first OpenAI rule `body` breaks (its messages too, for chat)."""
     _enforce(OPENAI_RULES, body)
     if isinstance(body, ChatCompletionRequest):
+        _enforce(TOOL_RULES, body)
         _enforce(MESSAGE_RULES, body.messages)
+
+
+# -- what the built-in engine cannot honour (other engine kinds may): a 422 naming the field ------------------
+def unsupported(field: str) -> str:
+    return f"`{field}` is not supported by this engine"
+
+
+def _refusal(field: str, asked: Callable[[T], bool]) -> Rule[T]:
+    return Rule(field, asked, lambda _: unsupported(field))
+
+
+BUILTIN_TGI_REFUSALS: tuple[Rule[GenerateParameters], ...] = (
+    _refusal("watermark", lambda p: p.watermark),
+    _refusal("adapter_id", lambda p: bool(p.adapter_id)),
+)
+BUILTIN_OPENAI_REFUSALS: tuple[Rule[OpenAIRequest], ...] = (
+    _refusal("min_p", lambda b: bool(b.min_p)),
+    _refusal("stream_options.continuous_usage_stats",
+             lambda b: bool(b.stream_options and b.stream_options.continuous_usage_stats)),
+    _refusal("best_of", lambda b: getattr(b, "best_of", None) not in (None, 1)),
+    _refusal("suffix", lambda b: bool(getattr(b, "suffix", None))),
+    _refusal("functions", lambda b: bool(getattr(b, "functions", None))),
+    _refusal("function_call", lambda b: getattr(b, "function_call", None) is not None),
+    _refusal("audio", lambda b: getattr(b, "audio", None) is not None),
+    _refusal("modalities", lambda b: getattr(b, "modalities", None) not in (None, ["text"])),
+    _refusal("prediction", lambda b: getattr(b, "prediction", None) is not None),
+    _refusal("reasoning_effort", lambda b: getattr(b, "reasoning_effort", None) is not None),
+    _refusal("web_search_options", lambda b: getattr(b, "web_search_options", None) is not None),
+)
+
+
+def refuse_unsupported_tgi(p: GenerateParameters) -> None:
+    """422 naming the first TGI parameter that the built-in engine cannot honour."""
+    _enforce(BUILTIN_TGI_REFUSALS, p)
+
+
+def refuse_unsupported_openai(body: OpenAIRequest) -> None:
+    """422 naming the first OpenAI field that the built-in engine cannot honour."""
+    _enforce(BUILTIN_OPENAI_REFUSALS, body)
+
+
+def logit_bias_outside(token: int, vocab_size: int) -> str:
+    return f"Invalid key in `logit_bias`: {token} is not a token id (0..{vocab_size - 1})"
+
+
+def invalid_grammar(field: str, reason: str) -> str:
+    """A grammar, schema or regex that the grammar library refused, in its words."""
+    return f"Invalid `{field}`: {reason}"
 
 
 def empty_inputs() -> str:
