@@ -183,8 +183,8 @@ async def _respond(request: web.Request, engine: Engine, preps: list[Prepared], 
             c = choices[index]
             if want_logprobs:
                 c.tokens.append(event)
-            text = c.release("" if event.token.special else event.token.text)
-            c.finish = event.finish
+            c.finish = event.finish  # then its final text is the answer's, and the chunk sends what is left of it
+            text = "" if c.finish or event.token.special else c.release(event.token.text)
             if response is not None and (text or want_logprobs or c.finish):
                 for chunk in door.chunks(c, text, [event] if want_logprobs else [], c.finish is not None):
                     await response.write(sse({**envelope, "choices": [chunk]}))
@@ -269,6 +269,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     prompt = engine.render_chat(messages, **extra)
     prep = engine.prepare(prompt, params, stream=body.stream, default_max_new_tokens=None, add_special=False)
     answer = _answer_format(body.response_format)
+    if tools:
+        await _check_schemas(engine, body, answer)
     prep = await engine.constrain(prep, tools.grammar(answer) if tools else answer,
                                   "tools" if tools else "response_format")
     envelope = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk" if body.stream
@@ -276,6 +278,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 engine.runner.info.model_id, "system_fingerprint": f"shoal-{engine.runner.info.model_id}"}
     return await _respond(request, engine, _variants(prep, body.n, body.seed), body, body.logprobs, ChatDoor(),
                           envelope, tools)
+
+
+async def _check_schemas(engine: Engine, body: ChatCompletionRequest, answer: GrammarSpec | None) -> None:
+    """Each schema alone first, so that a bad one is refused in words that name it (compilations are cached)."""
+    if answer is not None:
+        await engine.grammars.compile(answer, "response_format")
+    for i, tool in enumerate(body.tools or []):
+        if tool.function.parameters is not None:
+            await engine.grammars.compile(GrammarSpec.json_schema(tool.function.parameters),
+                                          f"tools[{i}].function.parameters")
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
