@@ -59,6 +59,7 @@ class Engine:
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         self.scheduler.start(asyncio.get_running_loop())
+        self.grammars.warm()  # the grammar tokenizer (about 1 s), in the background
 
     def stop(self) -> None:
         self.scheduler.stop()
