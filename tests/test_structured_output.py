@@ -194,3 +194,14 @@ def test_streamed_text_equals_answer_for_stop_strings(engine_url: str) -> None:
             text = answer.get("text", (answer.get("message") or {}).get("content"))
             assert stop not in text
             assert _stream_text(engine_url, path, body) == text, (path, stop)
+
+
+def test_langchain_with_structured_output(engine_url: str) -> None:
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(base_url=f"{engine_url}/v1", api_key="unused", model="gemma", temperature=0, max_tokens=60,
+                     max_retries=0, timeout=300)
+    for method in ("json_schema", "function_calling"):  # response_format, and a named tool
+        city = llm.with_structured_output(City, method=method).invoke("Describe Paris as JSON.")
+        assert isinstance(city, City), method
+        jsonschema.validate(city.model_dump(), City.model_json_schema())
