@@ -4,19 +4,24 @@ with Ray Serve's HTTP proxy in front of the same upstream as the peer.
 The copy is trivial (a fixed JSON answer, a component with engine `command`, started by shoal's local runtime),
 so the numbers are the proxies' own cost. Load comes from
 k6 (`constant-vus`: each virtual user sends its next request as soon as the last one returns) at 1
-and 32 virtual users. The three targets are measured in rotating order, `--runs` times; medians.
+and 32 virtual users. The targets are measured in rotating order, `--runs` times; medians.
+`--baseline-rev REV` also runs the gateway of an earlier commit (a git worktree of REV, its own copy)
+in the same rotation: a change's before and after in one run.
 
-    python benchmarks/gateway.py --runs 3 --seconds 10 --out docs/results/gateway.json
+    python benchmarks/gateway.py main --runs 3 --seconds 10 --out docs/results/gateway.json
+    python benchmarks/gateway.py main --no-ray-peer --baseline-rev 5a42acb --out results/gateway-before-after.json
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import typer
 from aiohttp import web
@@ -96,26 +101,46 @@ def _start_ray_serve(upstream_url: str, port: int) -> None:
     serve.run(Forward.bind(f"{upstream_url}/invocations"), route_prefix="/")
 
 
+def _gateway(tmp: Path, name: str, pythonpath: Path | None = None) -> tuple[subprocess.Popen, str, str]:
+    """A shoal server (the code in `pythonpath`, else this checkout's) with the trivial copy deployed: the
+    process, its SageMaker invocation URL and the copy's URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **({"PYTHONPATH": str(pythonpath)} if pythonpath else {})}
+    proc = subprocess.Popen([sys.executable, "-m", "shoal.cli", "server", "--port", str(port),
+                             "--state-dir", str(tmp / f"state-{name}"), "--log-level", "warning",
+                             "--allow-command-engine"], env=env,
+                            stdout=(tmp / f"{name}.log").open("w"), stderr=subprocess.STDOUT)
+    wait_healthy(url, proc, path="/openapi.json")
+    command = f"{sys.executable} {Path(__file__).resolve()} upstream --host {{host}} --port {{port}}"
+    predictor = Model("trivial", name="trivial", session=Session(url), engine="command",
+                      engine_command=command).deploy(
+        "bench", resources=ResourceRequirements(requests={"copies": 1, "num_cpus": 2, "memory": 64}))
+    return proc, f"{url}/endpoints/bench/invocations", predictor.describe()["copies"][0]["address"]
+
+
+def _worktree(rev: str, tmp: Path) -> Path:
+    where = tmp / f"shoal-{rev}"
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(where), rev], check=True,
+                   capture_output=True)
+    return where
+
+
 @app.command()
 def main(runs: int = 3, seconds: int = 10, out: Path = Path("docs/results/gateway.json"),
-         ray_peer: bool = True) -> None:
-    gw_port, ray_port = free_port(), free_port()
-    gw_url = f"http://127.0.0.1:{gw_port}"
+         ray_peer: bool = True, baseline_rev: Optional[str] = None) -> None:
+    ray_port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="shoal-gw-bench-"))
     script = tmp / "load.js"
     script.write_text(K6_SCRIPT)
-    gateway = subprocess.Popen([sys.executable, "-m", "shoal.cli", "server", "--port", str(gw_port),
-                                "--state-dir", str(tmp / "state"), "--log-level", "warning",
-                                "--allow-command-engine"],
-                               stdout=(tmp / "gateway.log").open("w"), stderr=subprocess.STDOUT)
-    wait_healthy(gw_url, gateway)
-    command = f"{sys.executable} {Path(__file__).resolve()} upstream --host {{host}} --port {{port}}"
-    predictor = Model("trivial", name="trivial", session=Session(gw_url), engine="command",
-                      engine_command=command).deploy(
-        "bench", resources=ResourceRequirements(requests={"copies": 1, "num_cpus": 2, "memory": 64}))
-    up_url = predictor.describe()["copies"][0]["address"]
-    targets = {"direct": f"{up_url}/invocations",
-               "shoal": f"http://127.0.0.1:{gw_port}/endpoints/bench/invocations"}
+    gateway, gw_target, up_url = _gateway(tmp, "shoal")
+    processes = [gateway]
+    targets = {"direct": f"{up_url}/invocations", "shoal": gw_target}
+    if baseline_rev:
+        before, before_target, _ = _gateway(tmp, "baseline", _worktree(baseline_rev, tmp))
+        processes.append(before)
+        targets[f"shoal@{baseline_rev}"] = before_target
     if ray_peer:
         _start_ray_serve(up_url, ray_port)
         targets["ray_serve"] = f"http://127.0.0.1:{ray_port}/"
@@ -131,10 +156,15 @@ def main(runs: int = 3, seconds: int = 10, out: Path = Path("docs/results/gatewa
                         results[name][vus].append(_k6(targets[name], vus, seconds, script, tmp / "k6.json"))
                         progress.advance(task)
     finally:
-        gateway.terminate()
+        for proc in processes:
+            proc.terminate()
+            proc.wait(60)
         if ray_peer:
             import ray
             ray.shutdown()
+        if baseline_rev:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tmp / f"shoal-{baseline_rev}")],
+                           cwd=Path(__file__).resolve().parent.parent, capture_output=True)
     report(results, runs, seconds, out)
 
 
@@ -150,8 +180,9 @@ def report(results: dict[str, dict[int, list[dict[str, float]]]], runs: int, sec
             table.add_row(name, str(vus), f"{m['rps']:.0f}", f"{m['p50_ms']:.2f}", f"{m['p99_ms']:.2f}",
                           "-" if name == "direct" else f"{added:+.2f}", f"{m['failed']:.1%}")
     console.print(table)
-    if "ray_serve" in med:
-        console.print(f"shoal / Ray Serve at 32 VUs: {med['shoal'][32]['rps'] / med['ray_serve'][32]['rps']:.1f}x")
+    for other in (name for name in med if name not in ("direct", "shoal")):
+        console.print(f"shoal / {other} req/s: " + ", ".join(
+            f"{vus} VUs {med['shoal'][vus]['rps'] / med[other][vus]['rps']:.2f}x" for vus in (1, 32)))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"runs": runs, "seconds": seconds, "samples": results, "median": med}, indent=2))
 

@@ -1,10 +1,15 @@
-"""The OpenAPI 3.1 document of shoal's HTTP API, generated from the pydantic models the routes validate
-requests with and describe answers with. Routes are registered through `ApiDoc.add`, so a route cannot
-exist undocumented; the document is served at /openapi.json."""
+"""The route table of shoal's HTTP API: every route is registered through `ApiDoc.add` with its front
+door (the clients it serves, whose words its refusals use), the key scope it needs, its request model and
+its answers. One table serves routing (aiohttp's router), authentication (shoal.security.middleware asks
+`ApiDoc.declared` which door and scope a request has: anything not declared needs an admin key) and the
+OpenAPI 3.1 document, generated from the pydantic models and served at /openapi.json, so a route cannot
+exist undocumented."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from aiohttp import web
@@ -13,10 +18,41 @@ from pydantic.json_schema import models_json_schema
 
 from shoal import __version__
 from shoal.http import Handler, json_response
+from shoal.security.keys import Scope
 
 _REF = "#/components/schemas/{model}"
 SSE = "text/event-stream"
 JSON = "application/json"
+
+
+class Door(Enum):
+    """Which clients a route serves, so its answers and refusals come in the shape those clients read."""
+
+    AWS_JSON = "aws-json"  # SageMaker's control plane, Application Auto Scaling (POST / with X-Amz-Target)
+    SAGEMAKER = "sagemaker"  # SageMaker runtime (/endpoints/...)
+    OPENAI = "openai"
+    TGI = "tgi"  # TGI's routes
+    SHOAL = "shoal"  # shoal's own API and operations routes: TGI's error shape
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What the table says of a request's route: its door, the scope it needs, whether it needs a key."""
+
+    door: Door
+    scope: Scope
+    open: bool = False
+
+
+UNDECLARED = Declared(Door.SHOAL, Scope.ADMIN)  # not in the table: only an admin key gets as far as its 404
+
+
+@dataclass(frozen=True)
+class HeaderDoor:
+    """A door chosen by a header rather than a path (AWS's JSON 1.1 protocol: `POST /` with X-Amz-Target)."""
+
+    claims: Callable[[web.Request], bool]
+    declared: Declared
 
 
 @dataclass(frozen=True)
@@ -51,7 +87,13 @@ class Op:
     body: type[BaseModel] | None = None
     replies: tuple[Reply, ...] = ()
     params: tuple[Param, ...] = ()
+    door: Door = Door.SHOAL
+    scope: Scope = Scope.ADMIN  # the key scope it needs
     open: bool = False  # no key needed
+
+    @property
+    def declared(self) -> Declared:
+        return Declared(self.door, self.scope, self.open)
 
     @property
     def operation_id(self) -> str:
@@ -63,17 +105,31 @@ class Op:
 class ApiDoc:
     title: str = "shoal"
     ops: list[Op] = field(default_factory=list)
+    header_doors: list[HeaderDoor] = field(default_factory=list)
+    _routes: dict[web.AbstractRoute, Op] = field(default_factory=dict)
     _cache: dict[str, Any] | None = None
 
     def add(self, app: web.Application, op: Op) -> None:
-        app.router.add_route(op.method, op.path, op.handler)
+        self._routes[app.router.add_route(op.method, op.path, op.handler)] = op
         self.ops.append(op)
         self._cache = None
+
+    def add_header_door(self, door: HeaderDoor) -> None:
+        self.header_doors.append(door)
+
+    def declared(self, request: web.Request) -> Declared:
+        """The door and scope of the route `request` reached; UNDECLARED when the table has none."""
+        for door in self.header_doors:
+            if door.claims(request):
+                return door.declared
+        op = self._routes.get(request.match_info.route)
+        return op.declared if op else UNDECLARED
 
     def serve(self, app: web.Application) -> None:
         async def openapi(_request: web.Request) -> web.StreamResponse:
             return json_response(self.document())
-        app.router.add_get("/openapi.json", openapi)
+        self.add(app, Op("GET", "/openapi.json", openapi, "This document (OpenAPI 3.1)", "operations",
+                         replies=(Reply(200, description="the OpenAPI document"),), open=True))
 
     def document(self) -> dict[str, Any]:
         if self._cache is None:

@@ -108,7 +108,8 @@ class Model:
         self.env = dict(env or {})
         self.name = name or component_name_for(model_id)
         self.session = session or Session()
-        self.engine = {"Engine": engine, "EngineCommand": engine_command, "EngineProtocol": engine_protocol}
+        options = {"command": engine_command, "protocol": engine_protocol}
+        self.engine = {"Engine": engine, "EngineOptions": {k: v for k, v in options.items() if v is not None}}
 
     def deploy(self, endpoint_name: str, instance_type: str = "local", initial_instance_count: int = 1,
                resources: ResourceRequirements | None = None, container_startup_health_check_timeout: int = 600,

@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shoal.apidoc import ApiDoc, Op, Param, Reply
+from shoal.apidoc import ApiDoc, Declared, Door, HeaderDoor, Op, Param, Reply
 from shoal.control import sagemaker
 from shoal.control.api import ControlApi
 from shoal.control.autoscaling import aas_api
@@ -20,13 +20,13 @@ from shoal.control.supervisor import SupervisionSettings
 from shoal.errors import ConfigError
 from shoal.gateway.pool import RoutingTable
 from shoal.gateway.readiness import Readiness, ReadinessReport
-from shoal.gateway.routes import GatewayRoutes
+from shoal.gateway.routes import add_gateway_routes
 from shoal.gateway.upstream import GatewaySettings, Upstreams
 from shoal.http import StopSignals, api_errors, drain, serve
 from shoal.models.registry import default_model_dirs
 from shoal.protocol.responses import ErrorBody
 from shoal.runtime.base import Runtime
-from shoal.security.keys import KeyRing
+from shoal.security.keys import KeyRing, Scope
 from shoal.security.middleware import check_exposure, require_keys
 
 log = logging.getLogger(__name__)
@@ -70,12 +70,14 @@ def build_app(controller: Controller, upstreams: Upstreams, default_component: s
     services = {sagemaker.TARGET_PREFIX: sagemaker.sagemaker_service(controller)}
     if scaler:
         services[aas_api.TARGET_PREFIX] = aas_api.service(scaler)  # Application Auto Scaling, same door
-    aws_json = sagemaker.AwsJsonDoor(services).middleware()  # POST / with X-Amz-Target; TGI's POST / without
-    middlewares = [api_errors, require_keys(keys), aws_json] if keys else [api_errors, aws_json]
+    aws_json = sagemaker.AwsJsonDoor(services)  # POST / with X-Amz-Target; TGI's POST / without
+    doc = ApiDoc()  # the route table: routing, keys and the OpenAPI document
+    doc.add_header_door(HeaderDoor(aws_json.claims, Declared(Door.AWS_JSON, Scope.ADMIN)))
+    middlewares = [api_errors, require_keys(keys, doc), aws_json.middleware()] if keys \
+        else [api_errors, aws_json.middleware()]
     app = web.Application(middlewares=middlewares, client_max_size=16 << 20)
-    doc = ApiDoc()
     ControlApi(controller, scaler).add_to(app, doc)
-    GatewayRoutes(controller.table, upstreams, default_component).add_to(app, doc)
+    add_gateway_routes(app, doc, controller.table, upstreams, default_component)
     doc.add(app, Op("GET", "/metrics", _metrics, "Prometheus metrics", "operations",
                     replies=(Reply(200, media_type="text/plain"),)))
     readiness = readiness or Readiness(controller.table, detail=not keys)

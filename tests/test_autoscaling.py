@@ -47,7 +47,7 @@ def _wait(what: Callable[[], object], timeout: float = 90, every: float = 0.25) 
 # -- the gateway's queue at zero copies, alone -----------------------------------------------------------------
 def test_a_request_at_zero_copies_waits_for_a_copy_then_is_admitted_or_gets_503() -> None:
     async def scenario() -> None:
-        gate = Admission(per_copy_limit=1, max_queue=1, queue_timeout_s=30)
+        gate = Admission(max_queue=1, queue_timeout_s=30)
         waiting = asyncio.create_task(gate.acquire(0, cold_start_timeout_s=5))
         await asyncio.sleep(0.01)
         with pytest.raises(Exception, match="no copy is in service yet and 1 requests are already waiting") as full:
@@ -282,8 +282,9 @@ def test_shoal_api_refuses_bad_policies(server: str) -> None:
         with pytest.raises(ShoalApiError, match="Could not find inference component \"ghost\"") as ghost:
             Predictor("strict", "ghost", Session(server)).autoscale(0, 1)
         assert ghost.value.status == 404
-        r = _post(server, "strict")  # zero copies and no policy: 503 at once, as before
-        assert r.status_code == 503 and r.headers["x-amzn-ErrorType"].startswith("ServiceUnavailable")
+        r = _post(server, "strict")  # zero copies and no policy: at once, as SageMaker words it
+        assert r.status_code == 400 and r.headers["x-amzn-ErrorType"].startswith("ValidationError")
+        assert r.json()["message"].startswith("Inference Component has no capacity to process this request.")
     finally:
         predictor.delete_endpoint(cascade=True)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shoal.engines import ENGINES, Deployment, EngineConfigError, engine_kind
+from shoal.engines.base import ServerPolicy
 from shoal.hardware import ExtraBuffers, use_extra_buffers
 from shoal.launch import LaunchPlan, Slot
 from shoal.models.registry import resolve
@@ -20,10 +21,10 @@ GPU_SLOT = Slot(0, (3,), tuple(range(10, 20)), 10.0, 102400)
 CPU_SLOT = Slot(0, (), (0, 1), 2.0, 1024)
 
 
-def plan(engine: str, model: str, env: dict[str, str], slot: Slot = GPU_SLOT, **extra: object) -> LaunchPlan:
-    d = Deployment("llama", model, env, len(slot.accelerators), **extra)  # type: ignore[arg-type]
+def plan(engine: str, model: str, env: dict[str, str], slot: Slot = GPU_SLOT, **options: str) -> LaunchPlan:
+    d = Deployment("llama", model, env, len(slot.accelerators), options)
     kind = engine_kind(engine)
-    kind.check(d)
+    kind.check(d, ServerPolicy(allow_command_engine=True))
     return kind.launch_plan(d, slot)
 
 
@@ -99,6 +100,12 @@ def test_command_engine_fills_its_template() -> None:
     assert env["HF_MODEL_ID"] == "my-model" and env["X"] == "1"
     with pytest.raises(EngineConfigError, match=r"must pass \{port\}"):
         plan("command", "m", {}, command="my-server")
+    with pytest.raises(EngineConfigError, match="EngineProtocol must be tgi or openai"):
+        plan("command", "m", {}, command="my-server {port}", protocol="grpc")
+    with pytest.raises(EngineConfigError, match="off unless the server is started with --allow-command-engine"):
+        engine_kind("command").check(Deployment("c", "m", {}, 0, {"command": "my-server {port}"}))
+    with pytest.raises(EngineConfigError, match="engine vllm takes no option command"):
+        plan("vllm", "org/model", {}, command="my-server {port}")
 
 
 @pytest.mark.parametrize(("engine", "setting", "why"), [
@@ -125,8 +132,10 @@ def test_aliases_and_tgi_startup_checks_apply_to_every_engine() -> None:
 
 
 def test_model_references_for_hub_engines() -> None:
+    with pytest.raises(EngineConfigError, match="outside the server's model directories"):
+        plan("vllm", "/models/missing", {})  # refused before anything is read: it may or may not exist
     with pytest.raises(EngineConfigError, match="no such file or directory"):
-        plan("vllm", "/models/missing", {})
+        plan("vllm", str(Path.home() / ".shoal" / "models" / "missing"), {})
     with pytest.raises(EngineConfigError, match="neither a local path nor a Hugging Face model id"):
         plan("vllm", "not a model id!", {})
 

@@ -77,7 +77,7 @@ def test_boto3_errors_as_sagemaker_reports_them(gateway: str) -> None:
 
 
 def test_tgi_and_openai_errors_pass_through(gateway: str) -> None:
-    r = httpx.post(f"{gateway}/v1/completions", json={"model": "gemma", "prompt": "x", "n": 3})
+    r = httpx.post(f"{gateway}/v1/completions", json={"model": "gemma", "prompt": "x", "max_tokens": 100000})
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation"  # the engine's, in OpenAI's shape
     r = httpx.post(f"{gateway}/v1/chat/completions", json={"model": "nope", "messages": []})
     error = r.json()["error"]  # the gateway's own errors on OpenAI routes: OpenAI's shape

@@ -74,3 +74,39 @@ def test_optional_modules_are_imported_lazily() -> None:
         top = {n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
         top |= {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
         assert not top & OPTIONAL_MODULES.keys(), f"{module} imports an optional module at module level"
+
+
+# Which of shoal's packages each package may import (docs/architecture.md, "Dependencies point downward").
+NEUTRAL = {"shoal.errors", "shoal.http", "shoal.hardware", "shoal.protocol", "shoal.launch", "shoal.models"}
+MAY_IMPORT = {
+    "shoal.protocol": {"shoal.errors"},
+    "shoal.launch": set(),
+    "shoal.engine": NEUTRAL,
+    "shoal.engines": NEUTRAL | {"shoal.engine.settings"},  # the built-in kind checks its engine's settings
+    "shoal.runtime": NEUTRAL,
+    "shoal.gateway": NEUTRAL | {"shoal.engines", "shoal.apidoc", "shoal.security"},
+}
+
+
+def _shoal_imports(path: Path) -> set[str]:
+    """Every shoal module a file imports, at any depth (lazy imports break layering too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("shoal.")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("shoal."):
+            names.add(node.module)  # type: ignore[arg-type]
+    return names
+
+
+def test_packages_import_only_the_packages_below_them() -> None:
+    broken = []
+    for module, path in sorted(_modules().items()):
+        package = next((p for p in MAY_IMPORT if module == p or module.startswith(p + ".")), None)
+        if package is None:
+            continue
+        for name in sorted(_shoal_imports(path)):
+            allowed = MAY_IMPORT[package] | {package}
+            if not any(name == a or name.startswith(a + ".") for a in allowed):
+                broken.append(f"{module} imports {name}")
+    assert not broken, "imports against docs/architecture.md's layering:\n" + "\n".join(broken)

@@ -108,6 +108,16 @@ def test_tgi_client_and_shoal_api_take_bearer_keys_with_scopes(locked: str, keys
     assert httpx.get(f"{locked}/api/endpoints", headers=admin).status_code == 200
 
 
+def test_a_route_the_table_does_not_declare_needs_an_admin_key(locked: str, keys: dict) -> None:
+    """Door and scope come from the route table, not from the path's look: an unknown path is not invoke's."""
+    invoke = {"Authorization": f"Bearer {secret(keys['invoke'])}"}
+    for path in ("/nope", "/v1/nope", "/endpoints/locked/nope"):
+        assert httpx.post(f"{locked}{path}", headers=invoke, json=BODY).status_code == 403, path  # not its 404
+    admin = {"Authorization": f"Bearer {secret(keys['admin'])}"}
+    assert httpx.post(f"{locked}/nope", headers=admin).status_code == 404
+    assert httpx.get(f"{locked}/live").status_code == 200  # declared open
+
+
 def test_shoal_bench_sends_the_key_from_the_environment(locked: str, keys: dict, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "shoal.cli", "bench", "--url", locked, "--endpoint", "locked", "--vus", "1",
                "--duration", "2", "--prompt-tokens", "16", "--max-new-tokens", "2", "--out", str(tmp_path)]

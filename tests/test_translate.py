@@ -1,5 +1,5 @@
-"""TGI requests for OpenAI-speaking engines and their answers back (pure units; the llama-server tests
-run the llama.cpp dialect end to end against the real server)."""
+"""TGI requests for OpenAI-speaking engines, through each engine kind's adapter, and their answers back (pure
+units; the llama-server tests run the llama.cpp dialect end to end against the real server)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,18 +8,32 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from shoal.engines.base import EngineProtocol
+from shoal.engines import Deployment, engine_kind
+from shoal.engines.adapters import Asked, EngineRequest, PassThrough
+from shoal.engines.translate import TgiCall, TgiLimits, engine_error
 from shoal.errors import ApiError
-from shoal.gateway.pool import PoolConfig
-from shoal.gateway.translate import TgiCall, engine_error
-
-
-def config(engine: str) -> PoolConfig:
-    return PoolConfig("c", "e", "m", engine, EngineProtocol.OPENAI, 8, max_total_tokens=4096)
 
 
 def call(engine: str, parameters: dict, stream: bool | None = None, inputs: str = "Hi") -> TgiCall:
-    return TgiCall(orjson.dumps({"inputs": inputs, "parameters": parameters}), config(engine), stream)
+    """The translation of a TGI request by engine kind `engine`'s adapter (`openai-server`: any OpenAI server,
+    run by the `command` engine)."""
+    d = Deployment("c", "m", {}, options={"command": "server {port}", "protocol": "openai"})
+    kind = engine_kind("command" if engine == "openai-server" else engine)
+    data = {"inputs": inputs, "parameters": parameters}
+    asked = Asked.GENERATE_STREAM if stream else Asked.GENERATE
+    engine_call = kind.adapter(d).call(EngineRequest(asked, data, orjson.dumps(data), bool(stream)), TgiLimits(4096))
+    assert engine_call.translation is not None
+    return engine_call.translation
+
+
+def test_engines_that_speak_tgi_get_requests_as_they_are() -> None:
+    request = EngineRequest(Asked.COMPAT, {"inputs": "Hi"}, b'{"inputs": "Hi"}', False)
+    for engine in ("shoal", "tgi"):
+        assert isinstance(engine_kind(engine).adapter(Deployment("c", "m", {})), PassThrough)
+        sent = engine_kind(engine).adapter(Deployment("c", "m", {})).call(request, TgiLimits(4096))
+        assert (sent.path, sent.body, sent.translation) == ("/invocations", b'{"inputs": "Hi"}', None)
+    openai = EngineRequest(Asked.CHAT, {"model": "c"}, b'{"model": "c"}', False)
+    assert engine_kind("vllm").adapter(Deployment("c", "m", {})).call(openai, TgiLimits(4096)).translation is None
 
 
 def test_greedy_and_the_seed_sampling_parameters_for_vllm() -> None:

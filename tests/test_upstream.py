@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import asyncio
 
-from shoal.engines.base import EngineProtocol
+from shoal.engines.adapters import Asked, EngineCall, PassThrough
+from shoal.engines.translate import TgiLimits
+from shoal.gateway.context import RequestContext
 from shoal.gateway.pool import PoolConfig, RoutingTable
-from shoal.gateway.routing import RoutingStrategy
 from shoal.gateway.upstream import Upstreams
 
 ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}'
@@ -31,15 +32,17 @@ def test_a_dropped_keep_alive_connection_is_retried_on_the_same_copy() -> None:
         server = await asyncio.start_server(_copy_that_drops_second_requests, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         table = RoutingTable()
-        table.set_endpoint("ep", RoutingStrategy.LEAST_OUTSTANDING_REQUESTS)
-        table.open_pool(PoolConfig("only", "ep", "m", "shoal", EngineProtocol.TGI, 4), lambda: "InService")
-        table.add_backend("only", "only-0", f"http://127.0.0.1:{port}")
+        table.set_endpoint("ep", "LEAST_OUTSTANDING_REQUESTS")
+        pool = table.publish(PoolConfig("only", "ep", "m", "shoal", PassThrough(), TgiLimits(2048)),
+                             lambda: "InService")
+        table.add_backend("only", "only-0", f"http://127.0.0.1:{port}", limit=4)
         upstreams = Upstreams(table)
         await upstreams.start()
         statuses = []
         try:
             for _ in range(3):  # the 2nd and 3rd go out on a kept-alive connection the copy then drops
-                async with upstreams.send(table.pools["only"], "/generate", b"{}") as answer:
+                request = RequestContext("tgi", pool, Asked.GENERATE, {}, b"{}", False)
+                async with upstreams.send(request, EngineCall("/generate", b"{}")) as answer:
                     statuses.append(answer.status)
         finally:
             await upstreams.close()

@@ -60,17 +60,23 @@ class ControlApi:
         return web.Response(status=204)
 
     async def create_component(self, request: web.Request) -> web.StreamResponse:
-        return _json(self.c.create_component(await _body(request, ComponentSpec)), 201)
+        return _json(self._view(self.c.create_component(await _body(request, ComponentSpec))), 201)
+
+    def _view(self, view: ComponentView) -> ComponentView:
+        """A component as describe shows it: with its autoscaling policy and last activity, if it has one."""
+        if self.scaler is None:
+            return view
+        return view.model_copy(update={"autoscaling": self.scaler.view(view.spec.name)})
 
     async def list_components(self, request: web.Request) -> web.StreamResponse:
-        return _json(self.c.list_components(request.query.get("endpoint")))
+        return _json([self._view(v) for v in self.c.list_components(request.query.get("endpoint"))])
 
     async def describe_component(self, request: web.Request) -> web.StreamResponse:
-        return _json(self.c.component_view(request.match_info["name"]))
+        return _json(self._view(self.c.component_view(request.match_info["name"])))
 
     async def update_component(self, request: web.Request) -> web.StreamResponse:
         update = await _body(request, ComponentUpdate)
-        return _json(await self.c.update_component(request.match_info["name"], update))
+        return _json(self._view(await self.c.update_component(request.match_info["name"], update)))
 
     async def delete_component(self, request: web.Request) -> web.StreamResponse:
         await self.c.delete_component(request.match_info["name"])

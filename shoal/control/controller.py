@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shoal.control.autoscaling.policy import AutoscalingView
 from shoal.control.models import (
     ComponentSpec,
     ComponentUpdate,
@@ -31,12 +29,13 @@ from shoal.control.state import Component, Replica
 from shoal.control.store import StateStore
 from shoal.control.supervisor import WATCH_INTERVAL_S, SupervisionSettings, Supervisor
 from shoal.engines import EngineConfigError, engine_kind
-from shoal.engines.base import Limits
-from shoal.errors import ApiError, ModelNotFoundError
+from shoal.engines.base import Limits, ServerPolicy
+from shoal.engines.translate import TgiLimits
+from shoal.errors import ApiError
 from shoal.gateway.pool import PoolConfig, RoutingTable
-from shoal.gateway.routing import BOUND_ENV
+from shoal.gateway.routing import check_settings
 from shoal.launch import Slot
-from shoal.models.registry import check_model_location, default_model_dirs
+from shoal.models.registry import default_model_dirs
 from shoal.runtime.base import Runtime
 
 log = logging.getLogger(__name__)
@@ -53,6 +52,15 @@ def conflict(message: str) -> ApiError:
 
 def invalid(message: str) -> ApiError:
     return ApiError(400, message, "ValidationException")
+
+
+class PlacementRefused(ApiError):
+    """Copies that do not fit, as the APIs answer it (400), with placement's fields for callers that act on
+    it (the autoscaler starts as many copies as fit)."""
+
+    def __init__(self, error: PlacementError) -> None:
+        super().__init__(400, str(error), "ValidationException")
+        self.copy_number, self.short = error.copy_number, error.short
 
 
 @dataclass(frozen=True)
@@ -91,11 +99,9 @@ class Controller:
         self.runtime = runtime
         self.table = table or RoutingTable()
         self.supervisor = Supervisor(runtime, self.table, state_dir / "logs", supervision)
-        self.allow_command_engine = allow_command_engine
-        self.model_dirs = model_dirs or default_model_dirs()
+        self.policy = ServerPolicy(allow_command_engine, model_dirs or default_model_dirs())
         self.endpoints: dict[str, EndpointSpec] = {}
         self.components: dict[str, Component] = {}
-        self.autoscaling_view: Callable[[str], AutoscalingView | None] = lambda _name: None  # set by the autoscaler
 
     # -- lifecycle ----------------------------------------------------------------------
     async def restore(self) -> None:
@@ -148,9 +154,7 @@ class Controller:
         old = self._endpoint(spec.name)
         if problem := _misfit(self._holders(spec.name), old, spec):
             raise invalid(problem)
-        self._open_endpoint(spec)
-        for comp in self.members(spec.name):  # their routers follow the endpoint's strategy
-            self._publish(comp)
+        self._open_endpoint(spec)  # its components' routers follow its strategy at once
         self.store.put_endpoint(spec)
         return self.endpoint_view(spec.name)
 
@@ -192,24 +196,18 @@ class Controller:
         view = comp.view([r.view(self.table.in_flight(name, r.id)) for r in comp.replicas + comp.incoming])
         serving = sum(r.status == CopyStatus.IN_SERVICE for r in comp.replicas)
         return view.model_copy(update={"desired_copies": len(comp.replicas), "current_copies": serving,
-                                       "draining_copies": len(comp.leaving),
-                                       "autoscaling": self.autoscaling_view(name)})
+                                       "draining_copies": len(comp.leaving)})
 
     def list_components(self, endpoint: str | None = None) -> list[ComponentView]:
         return [self.component_view(name) for name, c in self.components.items() if endpoint in (None, c.spec.endpoint)]
 
     def check_engine(self, spec: ComponentSpec) -> None:
-        """What the server can tell at deploy: the engine may run here, takes these settings, finds the model."""
-        if spec.engine == "command" and not self.allow_command_engine:
-            raise invalid("engine 'command' runs any command line on this server; it is off unless the server "
-                          "is started with --allow-command-engine")
+        """What the server can tell at deploy: the engine may run here, takes these settings, finds the model
+        where it may read it; the component's routing settings are good."""
         try:
-            if spec.engine != "command":  # a command line was allowed by the operator: it decides
-                check_model_location(spec.model_id, self.model_dirs)
-            d = spec.deployment()
-            engine_kind(spec.engine).check(d)
-            d.int_setting(BOUND_ENV)  # the gateway's, for this component's copies
-        except (EngineConfigError, ModelNotFoundError) as exc:
+            engine_kind(spec.engine).check(spec.deployment(), self.policy)
+            check_settings(spec.env)
+        except ValueError as exc:  # EngineConfigError, and a routing setting's refusal
             raise invalid(str(exc)) from None
 
     def create_component(self, spec: ComponentSpec) -> ComponentView:
@@ -237,19 +235,18 @@ class Controller:
         return comp
 
     def _publish(self, comp: Component) -> None:
-        """Tell the gateway how to reach and speak to this component's copies."""
+        """Tell the gateway how to reach and speak to this component's copies (its pool is updated in place)."""
         spec, kind = comp.spec, engine_kind(comp.spec.engine)
         d = spec.deployment()
         try:
-            max_total = Limits.of(d).max_total
-            bound = d.int_setting(BOUND_ENV)
+            limits = TgiLimits(Limits.of(d).max_total, d.int_setting("MAX_STOP_SEQUENCES") or 4,
+                               d.int_setting("MAX_TOP_N_TOKENS") or 5)
         except EngineConfigError as exc:
             raise invalid(str(exc)) from None
         config = PoolConfig(name=spec.name, endpoint=spec.endpoint, model_id=spec.model_id, engine=spec.engine,
-                            protocol=kind.protocol_of(d), per_copy_limit=kind.copy_concurrency(d),
-                            max_total_tokens=max_total, max_stop_sequences=d.int_setting("MAX_STOP_SEQUENCES") or 4,
-                            max_top_n_tokens=d.int_setting("MAX_TOP_N_TOKENS") or 5, prefix_affinity_bound=bound)
-        self.table.open_pool(config, lambda: comp.status.value, lambda copy_id: self._suspect(comp, copy_id))
+                            adapter=kind.adapter(d), limits=limits,
+                            routing_settings={k: v for k, v in spec.env.items() if k.startswith("SHOAL_")})
+        self.table.publish(config, lambda: comp.status.value, lambda copy_id: self._suspect(comp, copy_id))
 
     def _suspect(self, comp: Component, copy_id: str) -> None:
         if replica := next((r for r in comp.replicas if r.id == copy_id), None):
@@ -266,7 +263,7 @@ class Controller:
         try:
             return place(instance_type(ep.instance_type), count, holders, component, spec.compute, copies, gone)
         except PlacementError as exc:
-            raise invalid(str(exc)) from None
+            raise PlacementRefused(exc) from None
 
     def _holders(self, endpoint: str) -> list[Holder]:
         """Every copy on the endpoint's instances: serving, starting, or draining (they keep their slots)."""

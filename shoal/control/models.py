@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shoal.control.autoscaling.policy import AutoscalingView
 from shoal.control.resources import CATALOG, ComputeRequirements, instance_type
-from shoal.engines import DEFAULT_ENGINE, ENGINES, Deployment, EngineProtocol
-from shoal.gateway.routing import RoutingStrategy
+from shoal.engines import DEFAULT_ENGINE, ENGINES, Deployment
+from shoal.gateway.routing import DEFAULT_STRATEGY, STRATEGIES, strategy
 from shoal.launch import Slot
 from shoal.security.environment import SAFE_ENV_SCHEMA, check_environment
 
+_OPTION_SHORTHANDS = {"command": ("EngineCommand", "engine_command"), "protocol": ("EngineProtocol", "engine_protocol")}
 # SageMaker's EndpointName / InferenceComponentName pattern.
 NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 
@@ -40,7 +42,12 @@ class EndpointSpec(_Spec):
     name: str = Field(pattern=NAME_PATTERN, alias="EndpointName")
     instance_type: str = Field("local", alias="InstanceType", json_schema_extra={"enum": ["local", *CATALOG]})
     instance_count: int = Field(1, ge=1, le=64, alias="InitialInstanceCount")
-    routing: RoutingStrategy = Field(RoutingStrategy.LEAST_OUTSTANDING_REQUESTS, alias="RoutingStrategy")
+    routing: str = Field(DEFAULT_STRATEGY, alias="RoutingStrategy", json_schema_extra={"enum": list(STRATEGIES)})
+
+    @field_validator("routing")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        return strategy(value).name  # raises with the list of known strategies
 
     @field_validator("instance_type")
     @classmethod
@@ -59,8 +66,24 @@ class ComponentSpec(_Spec):
     startup_timeout_s: int = Field(600, ge=1, le=3600, alias="ContainerStartupHealthCheckTimeoutInSeconds")
     copies: int = Field(1, ge=0, le=1024, alias="CopyCount")
     engine: str = Field(DEFAULT_ENGINE, alias="Engine", json_schema_extra={"enum": list(ENGINES)})
-    engine_command: str | None = Field(None, alias="EngineCommand")  # the `command` engine's command line
-    engine_protocol: EngineProtocol | None = Field(None, alias="EngineProtocol")  # the `command` engine's
+    # The engine kind's own options (EngineKind.options), e.g. the `command` engine's command line.
+    engine_options: dict[str, str] = Field(default_factory=dict, alias="EngineOptions")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _option_shorthands(cls, data: Any) -> Any:
+        """EngineCommand and EngineProtocol: shorthands for the `command` engine's options (and how specs
+        stored before EngineOptions existed read them)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for option, names in _OPTION_SHORTHANDS.items():
+            for name in names:
+                if (value := data.pop(name, None)) is not None:
+                    options = data.setdefault("EngineOptions", data.pop("engine_options", None) or {})
+                    if isinstance(options, dict):
+                        options.setdefault(option, value)
+        return data
 
     @field_validator("env")
     @classmethod
@@ -76,8 +99,7 @@ class ComponentSpec(_Spec):
 
     def deployment(self) -> Deployment:
         """What the engine recipe needs to know of this component."""
-        return Deployment(self.name, self.model_id, self.env, self.compute.num_accelerators, self.engine_command,
-                          self.engine_protocol)
+        return Deployment(self.name, self.model_id, self.env, self.compute.num_accelerators, self.engine_options)
 
 
 class ComponentUpdate(_Spec):

@@ -27,7 +27,13 @@ class Holder:
 
 
 class PlacementError(ValueError):
-    """Copies that do not fit; the message says what is short and who holds it."""
+    """Copies that do not fit; the message says what is short and who holds it. `copy_number`: the first copy
+    that does not fit (1-based, counting the component's placed copies); `short`: what it needs that is
+    missing, and who holds it."""
+
+    def __init__(self, component: str, copy_number: int, short: str) -> None:
+        super().__init__(f"copy {copy_number} of {component} does not fit: {short}")
+        self.component, self.copy_number, self.short = component, copy_number, short
 
 
 @dataclass
@@ -93,8 +99,8 @@ def place(instance_type: InstanceType, instance_count: int, placed: list[Holder]
                 break
             reasons.append((inst, slot))
         else:
-            raise PlacementError(_explain(component, len(placed_of(placed, component)) + n + 1, instance_type,
-                                          instance_count, reasons))
+            raise _explain(component, len(placed_of(placed, component)) + n + 1, instance_type, instance_count,
+                           reasons)
     return slots
 
 
@@ -103,13 +109,13 @@ def placed_of(placed: list[Holder], component: str) -> list[Holder]:
 
 
 def _explain(component: str, copy_number: int, t: InstanceType, count: int,
-             reasons: list[tuple[_Instance, str]]) -> str:
+             reasons: list[tuple[_Instance, str]]) -> PlacementError:
     if not reasons:
-        return f"copy {copy_number} of {component} does not fit: no instance of {t.name} x{count} is available"
+        return PlacementError(component, copy_number, f"no instance of {t.name} x{count} is available")
     inst, short = reasons[0]
     holders = ", ".join(f"{name} ({n} cop{'y' if n == 1 else 'ies'})" for name, n in inst.holders.most_common())
     taken = f"; taken by {holders}" if holders else ""
-    return (f"copy {copy_number} of {component} does not fit: it needs {short} on {t.name} x{count}{taken}")
+    return PlacementError(component, copy_number, f"it needs {short} on {t.name} x{count}{taken}")
 
 
 def max_copies(instance_type: InstanceType, need: ComputeRequirements, instance_count: int = 1) -> int:

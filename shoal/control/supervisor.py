@@ -103,7 +103,8 @@ class Supervisor:
         assert replica.handle is not None
         replica.status, replica.reason = CopyStatus.IN_SERVICE, None
         replica.suspect.clear()
-        self.table.add_backend(comp.spec.name, replica.id, replica.handle.address)
+        limit = engine_kind(replica.spec.engine).copy_concurrency(replica.spec.deployment())
+        self.table.add_backend(comp.spec.name, replica.id, replica.handle.address, limit)
         log.info("%s in service at %s", replica.id, replica.address)
 
     def fail(self, comp: Component, replica: Replica, reason: str) -> None:

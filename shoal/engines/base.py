@@ -9,12 +9,16 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import ClassVar
 
+from shoal.engines.adapters import PassThrough, ProtocolAdapter, Translating
+from shoal.engines.translate import GENERIC_OPENAI, Dialect
+from shoal.errors import ModelNotFoundError
 from shoal.launch import LaunchPlan, Slot
+from shoal.models.registry import check_model_location, default_model_dirs
 
 
 class EngineProtocol(str, Enum):
@@ -35,6 +39,7 @@ TGI_SETTINGS = frozenset({
 CANONICAL_SETTINGS = TGI_SETTINGS - ALIASES.keys()
 DEFAULT_CONCURRENCY = 128  # TGI's MAX_CONCURRENT_REQUESTS default
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+ECR = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"  # an image in AWS's registry
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,7 @@ class Deployment:
     model_id: str
     env: Mapping[str, str]
     accelerators: int = 0  # per copy
-    command: str | None = None  # the `command` engine's template
-    protocol: EngineProtocol | None = None  # the `command` engine's protocol
+    options: Mapping[str, str] = field(default_factory=dict)  # the engine kind's own options (EngineKind.options)
 
     def setting(self, name: str) -> str | None:
         """A TGI setting by its name or any alias of it."""
@@ -101,21 +105,60 @@ class Limits:
         return cls(max_input, max_total, prefill, batch_total)
 
 
+@dataclass(frozen=True)
+class ServerPolicy:
+    """What the server's operator allows its components."""
+
+    allow_command_engine: bool = False  # `shoal server --allow-command-engine`
+    model_dirs: tuple[Path, ...] = field(default_factory=default_model_dirs)  # where local models may be
+
+
+@dataclass(frozen=True)
+class ImageFamily:
+    """SageMaker container images an engine kind runs (CreateModel's `Image`)."""
+
+    description: str
+    pattern: re.Pattern[str]
+
+
 class EngineKind:
-    """One kind of engine. Subclasses say what they honour and how they start."""
+    """One kind of engine: what it honours, how it starts, how the gateway speaks to it, which SageMaker
+    images it runs. Adding one is a module with a subclass plus a line in shoal.engines.ENGINES."""
 
     name: ClassVar[str]
+    label: ClassVar[str] = ""  # how people write its name (vLLM); default: `name`
     protocol: ClassVar[EngineProtocol]
     description: ClassVar[str]
     honoured: ClassVar[frozenset[str]]  # TGI settings this engine honours; the others are refused
     why_not: ClassVar[dict[str, str]] = {}  # why a setting is refused, where there is more to say
+    dialect: ClassVar[Dialect] = GENERIC_OPENAI  # how TGI requests are asked of it, if it speaks OpenAI
+    images: ClassVar[tuple[ImageFamily, ...]] = ()  # SageMaker images that run on it
+    options: ClassVar[dict[str, str]] = {}  # options a component may give this engine (EngineOptions): their meaning
+    install_hint: ClassVar[str] = ""  # how to install it, when `installed()` says it is not
+
+    def installed(self) -> bool:
+        return True
+
+    def refusal(self, policy: ServerPolicy) -> str | None:
+        """Why this server's operator does not let components run this engine, or None."""
+        return None
 
     def protocol_of(self, d: Deployment) -> EngineProtocol:
         return self.protocol
 
-    def check(self, d: Deployment) -> None:
-        """Refuse what cannot work, at deploy: settings this engine cannot honour, bad values, a model
-        it cannot load."""
+    def adapter(self, d: Deployment) -> ProtocolAdapter:
+        """How the gateway speaks to its copies (shoal.engines.adapters)."""
+        if self.protocol_of(d) is EngineProtocol.TGI:
+            return PassThrough()
+        return Translating(self.name, self.dialect)
+
+    def check(self, d: Deployment, policy: ServerPolicy | None = None) -> None:
+        """Refuse what cannot work or is not allowed, at deploy: the engine itself, settings it cannot
+        honour, bad values, a model it cannot load or may not read."""
+        policy = policy or ServerPolicy()
+        if why := self.refusal(policy):
+            raise EngineConfigError(why)
+        self.check_options(d)
         refused = sorted(d.tgi_names() - self.honoured)
         if refused:
             reasons = "; ".join(f"{n}: {self.why_not.get(n, 'no equivalent in ' + self.name)}" for n in refused)
@@ -126,9 +169,17 @@ class EngineKind:
             raise EngineConfigError(f"SM_NUM_GPUS={gpus} but each copy has {d.accelerators} accelerator(s) "
                                     f"(NumberOfAcceleratorDevicesRequired)")
         Limits.of(d)
-        self.check_model(d)
+        self.check_model(d, policy)
 
-    def check_model(self, d: Deployment) -> None:
+    def check_options(self, d: Deployment) -> None:
+        if unknown := sorted(set(d.options) - set(self.options)):
+            takes = "; ".join(f"{k}: {v}" for k, v in self.options.items()) or "none"
+            raise EngineConfigError(f"engine {self.name} takes no option {', '.join(unknown)} (EngineOptions; it "
+                                    f"takes: {takes})")
+
+    def check_model(self, d: Deployment, policy: ServerPolicy) -> None:
+        """A local model under the server's model directories, or a hub id."""
+        confine_model(d.model_id, policy)
         check_model_reference(d.model_id)
 
     def copy_concurrency(self, d: Deployment) -> int:
@@ -152,6 +203,14 @@ def threads_of(slot: Slot) -> int:
 def device_env(slot: Slot) -> dict[str, str]:
     """The accelerators a copy may see, as every CUDA program reads them."""
     return {"CUDA_VISIBLE_DEVICES": ",".join(str(a) for a in slot.accelerators)}
+
+
+def confine_model(model_id: str, policy: ServerPolicy) -> None:
+    """A local model must be under the server's model directories (checked before anything is read)."""
+    try:
+        check_model_location(model_id, policy.model_dirs)
+    except ModelNotFoundError as exc:
+        raise EngineConfigError(str(exc)) from None
 
 
 def check_model_reference(model_id: str) -> None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from shoal.engines.base import Deployment, EngineConfigError, EngineKind, EngineProtocol, device_env, threads_of
+from shoal.engines.base import (
+    Deployment,
+    EngineConfigError,
+    EngineKind,
+    EngineProtocol,
+    ServerPolicy,
+    device_env,
+    threads_of,
+)
 from shoal.launch import Slot
 
 
@@ -21,8 +29,8 @@ class OpenAIGpuServer(EngineKind):
     }
     quantizations: ClassVar[dict[str, str]]  # TGI's HF_MODEL_QUANTIZE values -> the engine's --quantization
 
-    def check(self, d: Deployment) -> None:
-        super().check(d)
+    def check(self, d: Deployment, policy: ServerPolicy | None = None) -> None:
+        super().check(d, policy)
         self.quantization(d)
 
     def quantization(self, d: Deployment) -> str | None:

@@ -11,12 +11,15 @@ import sys
 
 from shoal.engines.base import Deployment, Limits
 from shoal.engines.gpu_server import OpenAIGpuServer
+from shoal.engines.translate import OpenAICompletions
 from shoal.launch import HOST, PORT, LaunchPlan, Slot
 
 
 class Sglang(OpenAIGpuServer):
     name = "sglang"
     description = "SGLang's server (`python -m sglang.launch_server`; CUDA GPUs)"
+    dialect = OpenAICompletions({"top_k": "top_k", "repetition_penalty": "repetition_penalty", "typical_p": None,
+                                 "truncate": None}, stop_field="matched_stop")
     quantizations = {"awq": "awq", "gptq": "gptq", "bitsandbytes": "bitsandbytes", "bitsandbytes-nf4": "bitsandbytes",
                      "fp8": "fp8", "marlin": "marlin"}
 

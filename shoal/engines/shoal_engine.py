@@ -1,15 +1,20 @@
 """`shoal`: the built-in engine (TGI-compatible, continuous batching on llama.cpp; GGUF models)."""
 from __future__ import annotations
 
+import re
 import sys
 
 from shoal.engine.settings import EngineSettings
 from shoal.engines.base import (
     CANONICAL_SETTINGS,
+    ECR,
     Deployment,
     EngineConfigError,
     EngineKind,
     EngineProtocol,
+    ImageFamily,
+    ServerPolicy,
+    confine_model,
     device_env,
     threads_of,
 )
@@ -32,14 +37,23 @@ class ShoalEngine(EngineKind):
     description = "built-in: TGI-compatible, continuous batching on llama.cpp (GGUF)"
     honoured = CANONICAL_SETTINGS
 
-    def check(self, d: Deployment) -> None:
-        super().check(d)
+    images = (
+        ImageFamily("Hugging Face LLM (TGI) images, as get_huggingface_llm_image_uri(\"huggingface\") returns "
+                    "(<account>.dkr.ecr.<region>.amazonaws.com/huggingface-pytorch-tgi-inference:<tag>)",
+                    re.compile(ECR + r"huggingface-pytorch-tgi-inference[:@]")),
+        ImageFamily("TGI's own image (ghcr.io/huggingface/text-generation-inference:<tag>)",
+                    re.compile(r"^ghcr\.io/huggingface/text-generation-inference([:@]|$)")),
+    )
+
+    def check(self, d: Deployment, policy: ServerPolicy | None = None) -> None:
+        super().check(d, policy)
         try:
             EngineSettings.build(d.env)  # TGI's startup checks and every value, as the engine will read them
         except ConfigError as exc:
             raise EngineConfigError(str(exc)) from None
 
-    def check_model(self, d: Deployment) -> None:
+    def check_model(self, d: Deployment, policy: ServerPolicy) -> None:
+        confine_model(d.model_id, policy)
         check_gguf_model(d.model_id)
 
     def launch_plan(self, d: Deployment, slot: Slot) -> LaunchPlan:

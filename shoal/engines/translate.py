@@ -2,9 +2,10 @@
 
 A `TgiCall` checks a TGI request with TGI's rules, refuses (422, naming it) a parameter the engine has
 no equivalent for, and asks the engine in its dialect: OpenAI's `/v1/completions` (vLLM, SGLang, any
-OpenAI server) or llama.cpp's own `/completion` (llama-server: it says which stop sequence ended a
-generation, which its OpenAI route does not). Answers come back as TGI's `{"generated_text", "details"}`
-or TGI's stream events, with finish reasons length / eos_token / stop_sequence.
+OpenAI server; `OpenAICompletions` here) or llama.cpp's own `/completion` (llama-server, in its module: it
+says which stop sequence ended a generation, which its OpenAI route does not). Answers come back as TGI's
+`{"generated_text", "details"}` or TGI's stream events, with finish reasons length / eos_token /
+stop_sequence. Each engine kind that speaks OpenAI names its dialect (shoal.engines.adapters).
 """
 from __future__ import annotations
 
@@ -15,9 +16,8 @@ from typing import Any, Protocol
 import orjson
 
 from shoal.errors import ApiError, validation_error
-from shoal.gateway.pool import PoolConfig
 from shoal.http import sse
-from shoal.protocol.requests import GenerateParameters, GenerateRequest, parse_body
+from shoal.protocol.requests import GenerateParameters, GenerateRequest
 from shoal.protocol.rules import check_parameters, is_sampling
 
 DEFAULT_MAX_NEW_TOKENS = 20  # TGI's
@@ -36,7 +36,7 @@ class Piece:
     error: str | None = None
 
 
-def _token(token_id: int | None, text: str, logprob: float | None) -> dict[str, Any]:
+def token_json(token_id: int | None, text: str, logprob: float | None) -> dict[str, Any]:
     return {"id": -1 if token_id is None else token_id, "text": text, "logprob": logprob, "special": False}
 
 
@@ -50,7 +50,7 @@ class Dialect(Protocol):
     def piece(self, data: dict[str, Any]) -> Piece: ...
 
 
-def _sampling(p: GenerateParameters) -> dict[str, Any]:
+def sampling_fields(p: GenerateParameters) -> dict[str, Any]:
     """TGI samples only when asked or warped; otherwise greedy, which OpenAI servers spell temperature 0."""
     if not is_sampling(p):
         return {"temperature": 0.0}
@@ -62,13 +62,13 @@ def _sampling(p: GenerateParameters) -> dict[str, Any]:
     return out
 
 
-def _penalties(p: GenerateParameters) -> dict[str, float]:
+def penalty_fields(p: GenerateParameters) -> dict[str, float]:
     """OpenAI's frequency and presence penalties, which every OpenAI-speaking engine takes by these names."""
     values = {"frequency_penalty": p.frequency_penalty, "presence_penalty": p.presence_penalty}
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _extras(fields: dict[str, str | None], p: GenerateParameters) -> dict[str, Any]:
+def extra_fields(fields: dict[str, str | None], p: GenerateParameters) -> dict[str, Any]:
     """TGI parameters that the engine names its own way (already checked to exist there)."""
     values = {"top_k": p.top_k, "repetition_penalty": p.repetition_penalty, "typical_p": p.typical_p,
               "truncate": p.truncate}
@@ -85,10 +85,10 @@ class OpenAICompletions:
 
     def payload(self, p: GenerateParameters, inputs: str, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": inputs, "max_tokens": p.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
-                                "stream": stream, **_sampling(p), **_extras(self.fields, p)}
+                                "stream": stream, **sampling_fields(p), **extra_fields(self.fields, p)}
         if p.stop:
             body["stop"] = p.stop
-        body.update(_penalties(p))
+        body.update(penalty_fields(p))
         if p.details or p.top_n_tokens:
             body["logprobs"] = max(1, p.top_n_tokens or 0)
         if stream:
@@ -97,7 +97,7 @@ class OpenAICompletions:
 
     def piece(self, data: dict[str, Any]) -> Piece:
         if "error" in data:
-            return Piece(error=_error_text(data))
+            return Piece(error=error_text(data))
         usage = data.get("usage") or {}
         choices = data.get("choices") or [{}]
         choice = choices[0]
@@ -117,94 +117,36 @@ def _openai_logprobs(lp: dict[str, Any] | None) -> tuple[list[dict[str, Any]], l
     """OpenAI's legacy completion logprobs (tokens, token_logprobs, top_logprobs) as TGI tokens."""
     if not lp:
         return [], []
-    tokens = [_token(None, t, p) for t, p in zip(lp.get("tokens") or [], lp.get("token_logprobs") or [])]
-    top = [[_token(None, t, p) for t, p in (alts or {}).items()] for alts in lp.get("top_logprobs") or []]
+    tokens = [token_json(None, t, p) for t, p in zip(lp.get("tokens") or [], lp.get("token_logprobs") or [])]
+    top = [[token_json(None, t, p) for t, p in (alts or {}).items()] for alts in lp.get("top_logprobs") or []]
     return tokens, top
 
 
-@dataclass(frozen=True)
-class LlamaCppCompletion:
-    """llama.cpp server's own `/completion` route: token ids, and `stop_type` eos / word / limit."""
-
-    fields: dict[str, str | None]
-    path: str = "/completion"
-
-    def payload(self, p: GenerateParameters, inputs: str, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {"prompt": inputs, "n_predict": p.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
-                                "stream": stream, "return_tokens": True, "cache_prompt": True,
-                                **_NEUTRAL_SAMPLERS, **_sampling(p), **_extras(self.fields, p)}
-        if p.stop:
-            body["stop"] = p.stop
-        body.update(_penalties(p))
-        if p.details or p.top_n_tokens:
-            body["n_probs"] = max(1, p.top_n_tokens or 0)
-        return body
-
-    def piece(self, data: dict[str, Any]) -> Piece:
-        if "error" in data:
-            return Piece(error=_error_text(data))
-        probs = data.get("completion_probabilities") or []
-        if probs:
-            tokens = [_token(e.get("id"), _piece(e), e.get("logprob")) for e in probs]
-            top = [[_token(t.get("id"), _piece(t), t.get("logprob")) for t in e.get("top_logprobs", [])]
-                   for e in probs]
-        else:
-            ids = data.get("tokens") or []
-            text = data.get("content") or ""
-            tokens = [_token(ids[0], text, None)] if len(ids) == 1 else [_token(i, "", None) for i in ids]
-            top = []
-        piece = Piece(text=data.get("content") or "", tokens=tokens, top=top)
-        if data.get("stop"):
-            kind = data.get("stop_type")
-            piece.finish = {"limit": "length", "word": "stop_sequence"}.get(kind, "eos_token")
-            piece.stop_word = data.get("stopping_word") or None if kind == "word" else None
-            piece.generated = data.get("tokens_predicted")
-        return piece
-
-
-# llama.cpp's server samples with top-k 40, top-p 0.95 and min-p 0.05 unless told otherwise; TGI applies
-# only the warpers a request names.
-_NEUTRAL_SAMPLERS = {"top_k": 0, "top_p": 1.0, "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": 1.0}
-
-
-def _piece(entry: dict[str, Any]) -> str:
-    """A llama.cpp token's text from its bytes (its `token` field merges pieces around stop-word checks)."""
-    raw = entry.get("bytes")
-    return bytes(raw).decode("utf-8", "replace") if raw is not None else entry.get("token", "")
-
-
-_OPENAI_FIELDS: dict[str, str | None] = {"top_k": None, "repetition_penalty": None, "typical_p": None,
-                                         "truncate": None}
-DIALECTS: dict[str, Dialect] = {
-    "llama-server": LlamaCppCompletion({"top_k": "top_k", "repetition_penalty": "repeat_penalty",
-                                        "typical_p": "typical_p", "truncate": None}),
-    "vllm": OpenAICompletions({"top_k": "top_k", "repetition_penalty": "repetition_penalty", "typical_p": None,
-                               "truncate": "truncate_prompt_tokens"}, stop_field="stop_reason"),
-    "sglang": OpenAICompletions({"top_k": "top_k", "repetition_penalty": "repetition_penalty", "typical_p": None,
-                                 "truncate": None}, stop_field="matched_stop"),
-}
-GENERIC_OPENAI = OpenAICompletions(_OPENAI_FIELDS, stop_field="stop_reason")
+OPENAI_FIELDS: dict[str, str | None] = {"top_k": None, "repetition_penalty": None, "typical_p": None,
+                                        "truncate": None}
+GENERIC_OPENAI = OpenAICompletions(OPENAI_FIELDS, stop_field="stop_reason")  # any OpenAI server
 
 
 @dataclass(frozen=True)
-class _Limits:
-    max_best_of: int
-    max_stop_sequences: int
-    max_top_n_tokens: int
-    max_input_length: int
+class TgiLimits:
+    """The limits TGI's rules check a request against, from the component's settings."""
+
+    max_input_length: int  # MAX_TOTAL_TOKENS: the engine checks the prompt itself
+    max_stop_sequences: int = 4
+    max_top_n_tokens: int = 5
+    max_best_of: int = 1  # no OpenAI-speaking engine serves best_of
 
 
 class TgiCall:
     """One TGI generation request on its way to an engine that speaks another dialect."""
 
-    def __init__(self, raw: bytes, config: PoolConfig, stream: bool | None = None) -> None:
-        body = parse_body(raw, GenerateRequest)
+    def __init__(self, body: GenerateRequest, dialect: Dialect, engine: str, limits: TgiLimits,
+                 stream: bool) -> None:
         self.inputs = body.inputs
         self.p = body.parameters
-        self.stream = body.stream if stream is None else stream
-        self.engine = config.engine
-        self.dialect = DIALECTS.get(config.engine, GENERIC_OPENAI)
-        limits = _Limits(1, config.max_stop_sequences, config.max_top_n_tokens, config.max_total_tokens)
+        self.stream = stream
+        self.engine = engine
+        self.dialect = dialect
         check_parameters(self.p, limits, self.stream)
         self._refuse_untranslatable()
 
@@ -255,7 +197,7 @@ class TgiCall:
                 pending = {"index": count, **event, "generated_text": None, "details": None}
             if piece.finish:
                 if pending is None:  # a generation that ended at once: TGI still sends one event
-                    pending = {"index": 1, "token": _token(None, "", None), "top_tokens": None,
+                    pending = {"index": 1, "token": token_json(None, "", None), "top_tokens": None,
                                "generated_text": None, "details": None}
                 pending["generated_text"] = self._full_text(text, piece)
                 if self.p.details:
@@ -273,7 +215,7 @@ class TgiCall:
                 yield {"token": token, "top_tokens": top}
         elif piece.text:
             token_id = piece.tokens[0]["id"] if len(piece.tokens) == 1 else None
-            yield {"token": _token(token_id, piece.text, None), "top_tokens": None}
+            yield {"token": token_json(token_id, piece.text, None), "top_tokens": None}
 
     def _full_text(self, text: str, last: Piece) -> str:
         if last.finish == "stop_sequence" and last.stop_word and not text.endswith(last.stop_word):
@@ -300,7 +242,7 @@ async def _sse_objects(chunks: AsyncIterator[bytes]) -> AsyncIterator[dict[str, 
                     continue
 
 
-def _error_text(data: dict[str, Any]) -> str:
+def error_text(data: dict[str, Any]) -> str:
     error = data.get("error")
     if isinstance(error, dict):
         return str(error.get("message") or error)
@@ -310,7 +252,7 @@ def _error_text(data: dict[str, Any]) -> str:
 def engine_error(status: int, raw: bytes) -> ApiError:
     """An OpenAI-speaking engine's refusal, in TGI's shape: its 4xx are validation errors (422)."""
     try:
-        message = _error_text(orjson.loads(raw))
+        message = error_text(orjson.loads(raw))
     except (orjson.JSONDecodeError, AttributeError):
         message = raw.decode("utf-8", "replace")
     if status == 429:

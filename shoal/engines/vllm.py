@@ -8,8 +8,12 @@ MAX_BATCH_TOTAL_TOKENS); MAX_BATCH_PREFILL_TOKENS → --max-num-batched-tokens; 
 """
 from __future__ import annotations
 
-from shoal.engines.base import Deployment, Limits, program
+import re
+import shutil
+
+from shoal.engines.base import ECR, Deployment, ImageFamily, Limits, program
 from shoal.engines.gpu_server import OpenAIGpuServer
+from shoal.engines.translate import OpenAICompletions
 from shoal.launch import HOST, PORT, LaunchPlan, Slot
 
 BLOCK_TOKENS = 16
@@ -17,9 +21,22 @@ BLOCK_TOKENS = 16
 
 class Vllm(OpenAIGpuServer):
     name = "vllm"
+    label = "vLLM"
     description = "vLLM's OpenAI server (`vllm serve`; CUDA GPUs)"
+    install_hint = "pip install vllm, on a machine with NVIDIA GPUs"
+    images = (
+        ImageFamily("LMI images (<account>.dkr.ecr.<region>.amazonaws.com/djl-inference:<version>-lmi<...>)",
+                    re.compile(ECR + r"djl-inference:[^/]*lmi")),
+        ImageFamily("vLLM images (vllm/vllm-openai:<tag>, <account>.dkr.ecr.<region>.amazonaws.com/vllm:<tag>)",
+                    re.compile(r"^((docker\.io/)?vllm/vllm-openai|" + ECR[1:] + r"vllm)([:@]|$)")),
+    )
+    dialect = OpenAICompletions({"top_k": "top_k", "repetition_penalty": "repetition_penalty", "typical_p": None,
+                                 "truncate": "truncate_prompt_tokens"}, stop_field="stop_reason")
     quantizations = {"awq": "awq", "gptq": "gptq", "bitsandbytes": "bitsandbytes", "bitsandbytes-nf4": "bitsandbytes",
                      "fp8": "fp8", "marlin": "marlin", "compressed-tensors": "compressed-tensors"}
+
+    def installed(self) -> bool:
+        return shutil.which(program("vllm")) is not None
 
     def launch_plan(self, d: Deployment, slot: Slot) -> LaunchPlan:
         limits = Limits.of(d)

@@ -1,23 +1,27 @@
-"""The gateway's view of the copies: per component, a pool of backends to route requests to.
+"""The gateway's view of the copies: per component, one long-lived pool of backends to route requests to.
 
-The controller feeds it (a copy in service is added; a copy leaving is withdrawn, drained, removed)
-and reads load from it; the gateway counts requests on it. The gateway never sees the controller's
-objects: what it needs from the controller comes in as plain values and callbacks.
+The controller feeds it (a component is published, a copy in service is added, a copy leaving is
+withdrawn, drained, removed) and reads load from it; the gateway counts requests on it. A publish (an
+update, a rollback, another routing strategy) changes a pool in place: its queue, its requests' counts and
+its router's state stay. The gateway never sees the controller's objects: what it needs comes in as plain
+values and callbacks.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from shoal.engines.base import EngineProtocol
+from shoal.engines.adapters import ProtocolAdapter
+from shoal.engines.translate import TgiLimits
 from shoal.gateway.admission import Admission
-from shoal.gateway.metrics import PREFIX_SPILLS, ComponentStats
-from shoal.gateway.routing import Router, RoutingStrategy, make_router
+from shoal.gateway.metrics import ComponentStats
+from shoal.gateway.routing import DEFAULT_STRATEGY, Router, build_router
 
 log = logging.getLogger(__name__)
+DEFAULT_COPY_LIMIT = 128  # TGI's MAX_CONCURRENT_REQUESTS
 
 
 def _set_event() -> asyncio.Event:
@@ -28,10 +32,11 @@ def _set_event() -> asyncio.Event:
 
 @dataclass(eq=False)
 class Backend:
-    """One copy as the gateway sees it: where it is and how busy."""
+    """One copy as the gateway sees it: where it is, how busy, and how busy it may be."""
 
     id: str
     address: str
+    limit: int = DEFAULT_COPY_LIMIT  # requests it takes at once (its MAX_CONCURRENT_REQUESTS)
     in_flight: int = 0
     draining: bool = False
     unreachable_until: float = 0.0  # it refused a connection: no requests until then (or re-added)
@@ -39,6 +44,10 @@ class Backend:
 
     def usable(self, now: float) -> bool:
         return not self.draining and self.unreachable_until <= now
+
+    @property
+    def has_room(self) -> bool:
+        return self.in_flight < self.limit
 
     def begin(self) -> None:
         self.in_flight += 1
@@ -57,17 +66,10 @@ class PoolConfig:
     name: str
     endpoint: str
     model_id: str
-    engine: str  # engine kind: picks the OpenAI dialect for translated requests
-    protocol: EngineProtocol
-    per_copy_limit: int  # MAX_CONCURRENT_REQUESTS
-    max_total_tokens: int = 2048
-    max_stop_sequences: int = 4
-    max_top_n_tokens: int = 5
-    prefix_affinity_bound: int | None = None  # SHOAL_PREFIX_AFFINITY_BOUND in its environment (routing.py)
-
-
-def _no_op(_copy_id: str) -> None:
-    return None
+    engine: str  # the engine kind, for messages
+    adapter: ProtocolAdapter  # how its copies are spoken to (shoal.engines.adapters)
+    limits: TgiLimits  # what TGI's rules check requests against, where the gateway translates them
+    routing_settings: Mapping[str, str] = field(default_factory=dict)  # its routing strategy's settings
 
 
 @dataclass(frozen=True)
@@ -76,38 +78,80 @@ class ColdStart:
     the queue (at most `timeout_s`) after `wake()` asked for a copy; `why_not()` says why none can start
     now (None: one can), without asking for one."""
 
-    why_not: Callable[[], "str | None"]
+    why_not: Callable[[], str | None]
     wake: Callable[[], None]
     timeout_s: float
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True)
+class Load:
+    """A pool's load, as the autoscaler reads it."""
+
+    in_flight: int  # sent to copies
+    queued: int  # waiting for a copy with room
+    invocations: int  # requests sent to copies so far
+
+
+def _no_op(_copy_id: str) -> None:
+    return None
+
+
 class Pool:
-    """One component behind the gateway: its copies, router and admission queue."""
+    """One component behind the gateway: its copies, its router and its admission queue."""
 
-    config: PoolConfig
-    router: Router
-    admission: Admission
-    status: Callable[[], str] = lambda: "InService"  # the component's status, for error messages
-    on_suspect: Callable[[str], None] = _no_op  # a copy kept a request waiting too long: probe it now
-    backends: list[Backend] = field(default_factory=list)
-    stats: ComponentStats | None = None  # SageMaker's per-component counts (metrics)
-    cold_start: ColdStart | None = None  # scale from zero: a request that finds no copy waits for one
-
-    def __post_init__(self) -> None:
-        if self.stats is None:
-            self.stats = ComponentStats(self.config.endpoint, self.config.name)
+    def __init__(self, config: PoolConfig, strategy: str, admission: Admission,
+                 status: Callable[[], str] = lambda: "InService",
+                 on_suspect: Callable[[str], None] = _no_op) -> None:
+        self.config = config
+        self.strategy = strategy
+        self.router: Router = build_router(strategy, config.name, config.routing_settings)
+        self.admission = admission
+        self.status = status  # the component's status, for error messages
+        self.on_suspect = on_suspect  # a copy kept a request waiting too long: probe it now
+        self.backends: list[Backend] = []
+        self.stats = ComponentStats(config.endpoint, config.name)  # SageMaker's per-component counts
+        self.cold_start: ColdStart | None = None  # scale from zero: a request that finds no copy waits for one
 
     @property
     def name(self) -> str:
         return self.config.name
 
+    # -- read by the gateway -------------------------------------------------------------------------
     def serving(self) -> list[Backend]:
         now = time.monotonic()
         return [b for b in self.backends if b.usable(now)]
 
+    def capacity(self) -> int:
+        """Requests the copies in service take at once."""
+        return sum(b.limit for b in self.serving())
+
     def backend(self, copy_id: str) -> Backend | None:
         return next((b for b in self.backends if b.id == copy_id), None)
+
+    def load(self) -> Load:
+        return Load(self.admission.in_flight, self.admission.queued, self.stats.invocations)
+
+    def wake(self) -> None:
+        """Admit queued requests while copies have room (new copies, a copy reachable again)."""
+        self.admission.wake(self.capacity())
+
+    def wake_later(self, delay_s: float) -> None:
+        asyncio.get_running_loop().call_later(delay_s, self.wake)
+
+    # -- changed by the controller -------------------------------------------------------------------
+    def update(self, config: PoolConfig, strategy: str, status: Callable[[], str],
+               on_suspect: Callable[[str], None]) -> None:
+        """A publish: new settings in place; the router is rebuilt only if its strategy or settings changed."""
+        if (strategy, dict(config.routing_settings)) != (self.strategy, dict(self.config.routing_settings)):
+            self.router = build_router(strategy, config.name, config.routing_settings)
+            self.router.copies_changed(self.backends)
+            log.info("%s routes with %s now", config.name, strategy)
+        self.config, self.strategy, self.status, self.on_suspect = config, strategy, status, on_suspect
+
+    def set_backends(self, backends: list[Backend]) -> None:
+        self.backends = backends
+        self.router.copies_changed(backends)
+        self.wake()  # queued requests go to a new copy first
 
 
 class RoutingTable:
@@ -116,26 +160,29 @@ class RoutingTable:
     def __init__(self, max_queue: int = 256, queue_timeout_s: float = 30.0) -> None:
         self.max_queue = max_queue
         self.queue_timeout_s = queue_timeout_s
-        self.endpoints: dict[str, RoutingStrategy] = {}
+        self.endpoints: dict[str, str] = {}  # endpoint -> routing strategy
         self.pools: dict[str, Pool] = {}
 
-    # -- fed by the controller -------------------------------------------------------------
-    def set_endpoint(self, name: str, routing: RoutingStrategy) -> None:
-        self.endpoints[name] = routing
+    # -- fed by the controller -------------------------------------------------------------------------
+    def set_endpoint(self, name: str, strategy: str = DEFAULT_STRATEGY) -> None:
+        """An endpoint and its routing strategy; its components' pools follow a new strategy at once."""
+        self.endpoints[name] = strategy
+        for pool in self.members(name):
+            pool.update(pool.config, strategy, pool.status, pool.on_suspect)
 
     def drop_endpoint(self, name: str) -> None:
         self.endpoints.pop(name, None)
 
-    def open_pool(self, config: PoolConfig, status: Callable[[], str],
-                  on_suspect: Callable[[str], None] = _no_op) -> Pool:
-        old = self.pools.get(config.name)
-        router = make_router(self.endpoints[config.endpoint], config.prefix_affinity_bound,
-                             on_spill=PREFIX_SPILLS.labels(config.name).inc)
-        pool = Pool(config, router,
-                    Admission(config.per_copy_limit, self.max_queue, self.queue_timeout_s), status, on_suspect,
-                    old.backends if old else [])
-        if old and old.config.endpoint == config.endpoint:  # re-published (an update): counts and scaling stay
-            pool.stats, pool.cold_start = old.stats, old.cold_start
+    def publish(self, config: PoolConfig, status: Callable[[], str],
+                on_suspect: Callable[[str], None] = _no_op) -> Pool:
+        """A component as it is now: its pool is made once and updated in place after (copies, queue, counts
+        and routing state stay); a component moved to another endpoint gets a new pool."""
+        strategy = self.endpoints[config.endpoint]
+        pool = self.pools.get(config.name)
+        if pool is not None and pool.config.endpoint == config.endpoint:
+            pool.update(config, strategy, status, on_suspect)
+            return pool
+        pool = Pool(config, strategy, Admission(self.max_queue, self.queue_timeout_s), status, on_suspect)
         self.pools[config.name] = pool
         return pool
 
@@ -147,10 +194,10 @@ class RoutingTable:
     def close_pool(self, name: str) -> None:
         self.pools.pop(name, None)
 
-    def add_backend(self, component: str, copy_id: str, address: str) -> None:
+    def add_backend(self, component: str, copy_id: str, address: str, limit: int = DEFAULT_COPY_LIMIT) -> None:
+        """A copy came into service (a restarted copy comes back as a new backend: its cache is empty)."""
         pool = self.pools[component]
-        pool.backends = [b for b in pool.backends if b.id != copy_id] + [Backend(copy_id, address)]
-        pool.admission.wake(len(pool.serving()))  # queued requests go to the new copy first
+        pool.set_backends([b for b in pool.backends if b.id != copy_id] + [Backend(copy_id, address, limit)])
 
     async def withdraw(self, component: str, copy_id: str, timeout_s: float) -> int:
         """No new requests for the copy; wait (at most `timeout_s`) for its requests to finish, then forget
@@ -169,14 +216,14 @@ class RoutingTable:
         return backend.in_flight
 
     def remove_backend(self, component: str, copy_id: str) -> None:
-        if pool := self.pools.get(component):
-            pool.backends = [b for b in pool.backends if b.id != copy_id]
+        if (pool := self.pools.get(component)) and pool.backend(copy_id):
+            pool.set_backends([b for b in pool.backends if b.id != copy_id])
 
     def in_flight(self, component: str, copy_id: str) -> int:
         pool = self.pools.get(component)
         backend = pool.backend(copy_id) if pool else None
         return backend.in_flight if backend else 0
 
-    # -- read by the gateway ---------------------------------------------------------------
+    # -- read by the gateway -----------------------------------------------------------------------------
     def members(self, endpoint: str) -> list[Pool]:
         return [p for p in self.pools.values() if p.config.endpoint == endpoint]

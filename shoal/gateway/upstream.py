@@ -1,22 +1,29 @@
 """Sending one request to one copy of a component, in layers: admission → choosing a copy (and another
-if it fails before answering) → one HTTP exchange bounded by the first-byte timeout."""
+if it fails before answering) → one HTTP exchange bounded by the first-byte timeout. The router hears
+`sent` once the request went out on a connection the copy accepted (a refused connection, and a retry on
+the same copy, teach it nothing) and `done` when the answer has ended."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 from prometheus_client import REGISTRY
 
+from shoal.engines.adapters import EngineCall
 from shoal.errors import ApiError
 from shoal.gateway import metrics
+from shoal.gateway.context import RequestContext
 from shoal.gateway.metrics import register_live_gauges
 from shoal.gateway.pool import Backend, Pool, RoutingTable
+from shoal.gateway.routing import Pick
 
 log = logging.getLogger(__name__)
 UNREACHABLE_S = 2.0  # a copy that refused a connection gets no requests for this long (or until restarted)
@@ -29,6 +36,15 @@ class GatewaySettings:
     max_queue: int = 256
     queue_timeout_s: float = 30.0
     first_byte_timeout_s: float = 120.0  # a copy must start answering within this, or the client hears why
+
+
+class NoCapacity(ApiError):
+    """A component with no copy in service, that cannot start one on demand (503; SageMaker's door words it as
+    AWS does)."""
+
+    def __init__(self, pool: Pool, why_not: str | None) -> None:
+        super().__init__(503, f"inference component \"{pool.name}\" has no copy in service (status {pool.status()})"
+                              + (f": {why_not}" if why_not else ""), "unavailable")
 
 
 class FirstByteTimeout(ApiError):
@@ -47,6 +63,7 @@ class Answer:
     backend: Backend
     response: aiohttp.ClientResponse
     first: bytes = b""
+    pick: Pick[Any] | None = None  # the router's choice that sent it here
 
     @property
     def status(self) -> int:
@@ -83,7 +100,9 @@ class Upstreams:
         # Idle connections close after 4 s: before the copy closes them (llama.cpp's server and uvicorn
         # close idle keep-alive connections after 5 s), so the gateway does not write into a closing one.
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4, enable_cleanup_closed=True)
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+        traces = aiohttp.TraceConfig()
+        traces.on_request_headers_sent.append(_headers_sent)
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False, trace_configs=[traces],
                                               timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
 
     async def close(self) -> None:
@@ -92,25 +111,26 @@ class Upstreams:
             await self._session.close()
 
     @asynccontextmanager
-    async def send(self, pool: Pool, path: str, body: bytes, content_type: str = "application/json",
-                   key: bytes | None = None) -> AsyncIterator[Answer]:
-        """POST `body` to `path` on one live copy of `pool`; yields its answer. A copy that fails before
-        answering is left out and the request goes to another; once a copy answers, that is the answer."""
-        stats, started, answered = pool.stats, time.perf_counter(), False
-        assert stats is not None
+    async def send(self, request: RequestContext, call: EngineCall) -> AsyncIterator[Answer]:
+        """Send `call` to one live copy of the request's component; yields its answer. A copy that fails
+        before answering is left out and the request goes to another; once a copy answers, that is the answer."""
+        pool = request.pool
+        stats, answered = pool.stats, False
         try:
             async with self._admitted(pool):
                 sent = time.perf_counter()
-                answer = await self._first_answer(pool, path, body, content_type, key)
+                answer = await self._first_answer(request, call)
                 try:
                     yield answer
                 finally:
                     answer.response.release()
                     answer.backend.end()
-                    stats.answered(answer.status, started, sent, time.perf_counter())
+                    if answer.pick is not None:
+                        pool.router.done(answer.pick)
+                    stats.answered(answer.status, request.arrived, sent, time.perf_counter())
                     answered = True
         except ApiError as exc:
-            if answered:  # the route's own error about an answer already counted
+            if answered:  # the door's own error about an answer already counted
                 raise
             if isinstance(exc, FirstByteTimeout):
                 stats.invocations += 1
@@ -120,44 +140,43 @@ class Upstreams:
 
     @asynccontextmanager
     async def _admitted(self, pool: Pool) -> AsyncIterator[None]:
-        copies = len(pool.serving())
-        if not copies:
+        if not pool.serving():
             await self._copy_started(pool)
         else:
-            pool.admission.wake(copies)  # copies that came into service take queued requests first
             try:
-                await pool.admission.acquire(copies)
+                await pool.admission.acquire(pool.capacity())
             except ApiError:
                 metrics.REJECTED.labels(pool.name).inc()
                 raise
         try:
             yield
         finally:
-            pool.admission.release(max(1, len(pool.serving())))
+            pool.admission.release(pool.capacity())
 
     async def _copy_started(self, pool: Pool) -> None:
         """No copy serves: wait in the queue for one to start if the component can start one (scale from
         zero), else 503 at once."""
         cold = pool.cold_start
-        why_not = cold.why_not() if cold else "it does not start copies on demand"
-        if cold is None or why_not is not None:
-            raise ApiError(503, f"inference component \"{pool.name}\" has no copy in service "
-                                f"(status {pool.status()})" + ("" if cold is None else f": {why_not}"),
-                           "unavailable")
+        if cold is None:
+            raise NoCapacity(pool, None)
+        if (why_not := cold.why_not()) is not None:
+            raise NoCapacity(pool, why_not)
         cold.wake()
         waited = time.perf_counter()
         await pool.admission.acquire(0, cold.timeout_s)
         metrics.COLD_START_WAIT.labels(pool.name).observe(time.perf_counter() - waited)
 
-    async def _first_answer(self, pool: Pool, path: str, body: bytes, content_type: str,
-                            key: bytes | None) -> Answer:
-        tried: set[str] = set()
+    async def _first_answer(self, request: RequestContext, call: EngineCall) -> Answer:
+        pool = request.pool
+        tried: set[str] = set()  # copies that cannot take it
+        told: set[str] = set()  # copies the router heard it was sent to
         dropped: Counter[str] = Counter()  # connections each copy dropped in this request
-        while candidates := [b for b in pool.serving() if b.id not in tried]:
-            backend = pool.router.choose(candidates, key)
+        while candidates := [b for b in pool.serving() if b.id not in tried and b.has_room]:
+            pick = pool.router.choose(request, candidates)
+            backend = pick.copy
             backend.begin()
             try:
-                answer = await self._exchange(backend, path, body, content_type)
+                answer = await self._exchange(backend, call, _once(told, backend.id, lambda: pool.router.sent(pick)))
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 backend.end()
                 metrics.RETRIES.labels(pool.name).inc()
@@ -168,6 +187,7 @@ class Upstreams:
                 if isinstance(exc, aiohttp.ClientConnectorError):
                     tried.add(backend.id)
                     backend.unreachable_until = time.monotonic() + UNREACHABLE_S
+                    pool.wake_later(UNREACHABLE_S)  # its share of the queue waits for it, or for others
                     log.warning("copy %s refused the connection (%s); retrying elsewhere", backend.id, exc)
                 else:
                     dropped[backend.id] += 1
@@ -184,19 +204,22 @@ class Upstreams:
                 backend.end()
                 raise
             metrics.SERVED.labels(pool.name, backend.id).inc()
+            answer.pick = pick if backend.id in told else None
             return answer
         raise ApiError(503, f"no copy of \"{pool.name}\" could take the request ({len(tried)} failed)",
                        "unavailable")
 
-    async def _exchange(self, backend: Backend, path: str, body: bytes, content_type: str) -> Answer:
-        """One POST; its headers, and the first chunk of a stream, must come within the first-byte timeout."""
+    async def _exchange(self, backend: Backend, call: EngineCall, on_sent: Callable[[], None]) -> Answer:
+        """One POST; its headers, and the first chunk of a stream, must come within the first-byte timeout.
+        `on_sent` runs once its headers went out on a connection the copy accepted."""
         assert self._session is not None
         limit = self.settings.first_byte_timeout_s
         response: aiohttp.ClientResponse | None = None
         try:
             async with asyncio.timeout(limit):
-                response = await self._session.post(backend.address + path, data=body,
-                                                    headers={"Content-Type": content_type})
+                response = await self._session.post(backend.address + call.path, data=call.body,
+                                                    headers={"Content-Type": call.content_type},
+                                                    trace_request_ctx=SimpleNamespace(on_sent=on_sent))
                 first = await response.content.readany() if response.content_type == SSE else b""
         except BaseException as exc:
             if response is not None:
@@ -215,3 +238,19 @@ class Upstreams:
         copies = [(p.name, b.id, b.in_flight) for p in pools for b in p.backends]
         queues = [(p.name, p.admission.queued) for p in pools]
         return copies, queues
+
+
+def _once(told: set[str], copy_id: str, hook: Callable[[], None]) -> Callable[[], None]:
+    """The router's `sent` for this request on this copy, at most once (a retry on a dropped connection
+    sends it again)."""
+    def sent() -> None:
+        if copy_id not in told:
+            told.add(copy_id)
+            hook()
+    return sent
+
+
+async def _headers_sent(_session: aiohttp.ClientSession, context: SimpleNamespace, _params: object) -> None:
+    """aiohttp's trace: a request's headers went out on a connection (established: the copy accepted it)."""
+    if (request := context.trace_request_ctx) is not None:
+        request.on_sent()

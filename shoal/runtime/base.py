@@ -69,6 +69,10 @@ class RunningCopy(Protocol):
 
     def memory_mb(self) -> float | None: ...
 
+    def cpu_percent(self) -> float | None:
+        """CPU use since the previous call, in % of one core (None: the first call, or not measurable here)."""
+        ...
+
     async def stop(self, grace_s: float = 10.0) -> None: ...
 
 

@@ -47,6 +47,7 @@ class LocalCopy:
         self.proc = proc
         self.pid: int | None = proc.pid
         self.address = f"http://127.0.0.1:{port}"
+        self._process: psutil.Process | None = None  # for CPU readings (psutil keeps the previous one)
 
     def exit_status(self) -> str | None:
         code = self.proc.returncode
@@ -55,6 +56,16 @@ class LocalCopy:
     def memory_mb(self) -> float | None:
         try:
             return psutil.Process(self.proc.pid).memory_info().rss / (1 << 20)
+        except psutil.Error:
+            return None
+
+    def cpu_percent(self) -> float | None:
+        try:
+            if self._process is None:
+                self._process = psutil.Process(self.proc.pid)
+                self._process.cpu_percent(None)  # the first reading only starts the clock
+                return None
+            return self._process.cpu_percent(None)
         except psutil.Error:
             return None
 

@@ -104,6 +104,9 @@ class RayCopy:
     def memory_mb(self) -> float | None:
         return self._rss
 
+    def cpu_percent(self) -> float | None:
+        return None  # the copy's process is on another node
+
     async def stop(self, grace_s: float = 10.0) -> None:
         self._watch.cancel()
         try:

@@ -1,51 +1,31 @@
-"""Authentication on every route but the health checks, answered in each front door's own words.
+"""Authentication on every route but the open ones, answered in each front door's own words.
 
-Bearer keys (`Authorization: Bearer <secret>`) work everywhere; AWS SigV4 works on SageMaker's and
-Application Auto Scaling's routes, which boto3 and the `sagemaker` SDK sign. `invoke` keys reach the
-inference routes; `admin` keys reach everything (control API, SageMaker's control plane, /metrics).
+Which door a request came through and which scope it needs are declared where its route is registered
+(shoal.apidoc: one table for routing, keys and the OpenAPI document); a route the table does not declare
+needs an admin key. Bearer keys (`Authorization: Bearer <secret>`) work everywhere; AWS SigV4 works on
+SageMaker's and Application Auto Scaling's routes, which boto3 and the `sagemaker` SDK sign. `invoke` keys
+reach the inference routes; `admin` keys reach everything (control API, SageMaker's control plane, /metrics).
 """
 from __future__ import annotations
 
 import ipaddress
 import logging
-from enum import Enum
 
 from aiohttp import web
 
+from shoal.apidoc import ApiDoc, Door
 from shoal.errors import ConfigError
 from shoal.http import Handler, json_response
-from shoal.security.keys import ApiKey, KeyRing, Scope
+from shoal.security.keys import ApiKey, KeyRing
 from shoal.security.sigv4 import ALGORITHM, SignatureError, SignedRequest, verify
 
 log = logging.getLogger(__name__)
-OPEN_PATHS = frozenset({"/health", "/ping", "/live", "/openapi.json"})
 KEY_NAME = "api_key_name"  # request state: the name of the key that was checked
-
-
-class Door(Enum):
-    """Which clients a route serves, so refusals come in the shape those clients read."""
-
-    AWS_JSON = "aws-json"  # SageMaker control plane, Application Auto Scaling (X-Amz-Target)
-    AWS_REST = "aws-rest"  # SageMaker runtime
-    OPENAI = "openai"
-    TGI = "tgi"  # TGI's routes and shoal's own API
-
-
-def door_and_scope(request: web.Request) -> tuple[Door, Scope]:
-    path = request.path
-    if request.headers.get("X-Amz-Target"):
-        return Door.AWS_JSON, Scope.ADMIN
-    if path.startswith("/endpoints/"):
-        return Door.AWS_REST, Scope.INVOKE
-    if path.startswith("/v1/"):
-        return Door.OPENAI, Scope.INVOKE
-    if path.startswith("/api/") or path == "/metrics":
-        return Door.TGI, Scope.ADMIN
-    return Door.TGI, Scope.INVOKE
+_AWS = (Door.AWS_JSON, Door.SAGEMAKER)
 
 
 def refusal(door: Door, status: int, code: str, message: str) -> web.Response:
-    if door in (Door.AWS_JSON, Door.AWS_REST):
+    if door in _AWS:
         return json_response({"__type": code, "message": message}, status, {"x-amzn-ErrorType": f"{code}:"})
     if door is Door.OPENAI:
         return json_response({"error": {"message": message, "type": "invalid_request_error", "param": None,
@@ -59,37 +39,38 @@ async def _identify(request: web.Request, keys: KeyRing, door: Door) -> ApiKey |
         key = keys.by_bearer(header[7:].strip())
         if key is None:
             code = "invalid_api_key" if door is Door.OPENAI else "UnrecognizedClientException"
-            return refusal(door, 401 if door in (Door.OPENAI, Door.TGI) else 403, code,
+            return refusal(door, 403 if door in _AWS else 401, code,
                            "Incorrect API key provided." if door is Door.OPENAI
                            else "The security token included in the request is invalid.")
         return key
-    if header.startswith(ALGORITHM) and door in (Door.AWS_JSON, Door.AWS_REST):
+    if header.startswith(ALGORITHM) and door in _AWS:
         signed = SignedRequest(request.method, f"{request.scheme}://{request.host}{request.raw_path}",
                                {k.lower(): v for k, v in request.headers.items()}, await request.read())
         try:
             return verify(signed, keys)
         except SignatureError as exc:
             return refusal(door, 403, exc.kind, exc.message)
-    if door in (Door.AWS_JSON, Door.AWS_REST):
+    if door in _AWS:
         return refusal(door, 403, "MissingAuthenticationTokenException", "Missing Authentication Token")
     return refusal(door, 401, "missing_api_key" if door is Door.OPENAI else "unauthorized",
                    "You didn't provide an API key: send `Authorization: Bearer <key>`.")
 
 
-def require_keys(keys: KeyRing) -> web.middleware:  # type: ignore[valid-type]
-    """The middleware: every request but the open paths must carry a key whose scope allows the route."""
+def require_keys(keys: KeyRing, routes: ApiDoc) -> web.middleware:  # type: ignore[valid-type]
+    """The middleware: every request but those of open routes must carry a key whose scope allows the route."""
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS and request.method == "GET":
+        declared = routes.declared(request)
+        if declared.open:
             return await handler(request)
-        door, needed = door_and_scope(request)
+        door, needed = declared.door, declared.scope
         key = await _identify(request, keys, door)
         if isinstance(key, web.Response):
             log.info("refused %s %s: %s", request.method, request.path, key.status)
             return key
         if not key.scope.allows(needed):
-            return refusal(door, 403, "AccessDeniedException" if door in (Door.AWS_JSON, Door.AWS_REST)
+            return refusal(door, 403, "AccessDeniedException" if door in _AWS
                            else "forbidden", f"the key {key.name!r} has scope {key.scope.value}; this route "
                                              f"needs an {needed.value} key")
         request[KEY_NAME] = key.name  # for logs: the key's name, never its secret

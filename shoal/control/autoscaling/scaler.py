@@ -8,27 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections import deque
 
-import psutil
 from prometheus_client import REGISTRY
 
 from shoal.control.autoscaling.decide import INVOCATIONS_WINDOW_S, Decision, LastActions, Sample, decide
 from shoal.control.autoscaling.policy import Activity, AutoscalingView, ScalingPolicy
-from shoal.control.controller import Controller
+from shoal.control.controller import Controller, PlacementRefused
 from shoal.control.models import ComponentUpdate, CopyStatus, Status
 from shoal.control.state import Component
 from shoal.control.store import StateStore
 from shoal.errors import ApiError
 from shoal.gateway.metrics import ComponentRow, register_component_gauges
-from shoal.gateway.pool import ColdStart, Pool
+from shoal.gateway.pool import ColdStart
 
 log = logging.getLogger(__name__)
 KEEP_ACTIVITIES = 100  # per component
-_DOES_NOT_FIT = re.compile(r"^copy (\d+) of .+? does not fit: (.*)$", re.DOTALL)
 
 
 class Autoscaler:
@@ -43,8 +40,6 @@ class Autoscaler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._collector = None
-        self._processes: dict[int, psutil.Process] = {}
-        controller.autoscaling_view = self.view
 
     # -- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -120,8 +115,9 @@ class Autoscaler:
     def _attach(self, component: str) -> None:
         """Requests that find no copy of `component` wait for one (and ask for it) instead of a 503."""
         if (policy := self.policies.get(component)) is not None:
-            self.c.table.set_cold_start(component, ColdStart(lambda: self._cannot_start(component),
-                                                             lambda: self._wake(component), policy.cold_start_timeout_s))
+            cold_start = ColdStart(lambda: self._cannot_start(component), lambda: self._cold_request(component),
+                                   policy.cold_start_timeout_s)
+            self.c.table.set_cold_start(component, cold_start)
 
     def _cannot_start(self, component: str) -> str | None:
         """Why no copy of `component` can start on demand now, or None."""
@@ -136,7 +132,7 @@ class Autoscaler:
             return "its maximum copy count is 0"
         return None
 
-    def _wake(self, component: str) -> None:
+    def _cold_request(self, component: str) -> None:
         """A request waits for a copy of `component`: decide now rather than at the next tick."""
         comp = self.c.components.get(component)
         if comp is not None and not comp.replicas:
@@ -158,12 +154,10 @@ class Autoscaler:
             if pool is None:
                 continue
             samples = self.samples.setdefault(name, deque())
-            samples.append(Sample(now, pool.admission.in_flight + pool.admission.queued, pool.stats.invocations
-                                  if pool.stats else 0))
+            load = pool.load()
+            samples.append(Sample(now, load.in_flight + load.queued, load.invocations))
             while samples and samples[0].at < now - self._keep_s(name):
                 samples.popleft()
-            if pool.admission.queued and (serving := len(pool.serving())):
-                pool.admission.wake(serving)  # a copy that became reachable again takes waiting requests
             self._settle(name, comp)
             policy = self.policies.get(name)
             if policy is None or comp.status in (Status.FAILED, Status.DELETING):
@@ -190,8 +184,8 @@ class Autoscaler:
         try:
             await self.c.update_component(name, ComponentUpdate(copies=to))
         except ApiError as exc:  # the instances are full: as many as fit (placement is pure; a refusal changes nothing)
-            fits = _DOES_NOT_FIT.match(exc.message)
-            short = f"cannot place copy {fits[1]}: {fits[2]}" if fits else exc.message
+            short = f"cannot place copy {exc.copy_number}: {exc.short}" if isinstance(exc, PlacementRefused) \
+                else exc.message
             for to in range(decision.desired - 1, copies, -1):
                 try:
                     await self.c.update_component(name, ComponentUpdate(copies=to))
@@ -250,7 +244,7 @@ class Autoscaler:
         now = time.monotonic()
         for name, comp in list(self.c.components.items()):
             pool = self.c.table.pools.get(name)
-            if pool is None or pool.stats is None:
+            if pool is None:
                 continue
             desired = len(comp.replicas)
             samples = self.samples.get(name) or deque()
@@ -258,44 +252,25 @@ class Autoscaler:
             window = [s for s in samples if s.at >= now - INVOCATIONS_WINDOW_S]
             if len(window) >= 2 and (span := window[-1].at - window[0].at) > 0:
                 per_minute = (window[-1].invocations - window[0].invocations) / span * 60 / max(desired, 1)
-            cpu, memory = self._usage(comp)
+            cpu, memory = _usage(comp)
+            load = pool.load()
             rows.append(ComponentRow(pool.stats, desired, sum(r.status == CopyStatus.IN_SERVICE for r in comp.replicas),
-                                     _concurrency(pool) / max(desired, 1), per_minute, cpu, memory))
-        live = {r.handle.pid for c in self.c.components.values() for r in c.replicas if r.handle}
-        for pid in [p for p in self._processes if p not in live]:
-            del self._processes[pid]
+                                     (load.in_flight + load.queued) / max(desired, 1), per_minute, cpu, memory))
         return rows
 
-    def _usage(self, comp: Component) -> tuple[float | None, float | None]:
-        """Mean CPU % of reserved cores and memory % of the copies in service (CPU: on this machine only)."""
-        cpus, memories = [], []
-        local = type(self.c.runtime).__name__ == "LocalRuntime"
-        limit = comp.spec.compute.max_memory_mb
-        for r in comp.replicas:
-            if r.status != CopyStatus.IN_SERVICE or r.handle is None:
-                continue
-            if (rss := r.handle.memory_mb()) is not None and (budget := limit or r.slot.memory_mb):
-                memories.append(100.0 * rss / budget)
-            if local and r.handle.pid and (cpu := self._cpu_percent(r.handle.pid)) is not None:
-                cpus.append(cpu / max(r.slot.cpu_share, 1e-9))
-        return (sum(cpus) / len(cpus) if cpus else None, sum(memories) / len(memories) if memories else None)
 
-    def _cpu_percent(self, pid: int) -> float | None:
-        """CPU % of one core since the previous scrape (psutil keeps the previous reading per process)."""
-        try:
-            proc = self._processes.get(pid)
-            if proc is None:
-                proc = self._processes[pid] = psutil.Process(pid)
-                proc.cpu_percent(None)  # the first reading only starts the clock
-                return None
-            return proc.cpu_percent(None)
-        except psutil.Error:
-            self._processes.pop(pid, None)
-            return None
-
-
-def _concurrency(pool: Pool) -> int:
-    return pool.admission.in_flight + pool.admission.queued
+def _usage(comp: Component) -> tuple[float | None, float | None]:
+    """Mean CPU % of reserved cores and memory % of the copies in service (where their runtime can tell)."""
+    cpus, memories = [], []
+    limit = comp.spec.compute.max_memory_mb
+    for r in comp.replicas:
+        if r.status != CopyStatus.IN_SERVICE or r.handle is None:
+            continue
+        if (rss := r.handle.memory_mb()) is not None and (budget := limit or r.slot.memory_mb):
+            memories.append(100.0 * rss / budget)
+        if (cpu := r.handle.cpu_percent()) is not None:
+            cpus.append(cpu / max(r.slot.cpu_share, 1e-9))
+    return (sum(cpus) / len(cpus) if cpus else None, sum(memories) / len(memories) if memories else None)
 
 
 def _n(copies: int) -> str:

@@ -32,7 +32,7 @@ from shoal.control.sagemaker.protocol import AwsError, Body, Caller, validation
 from shoal.control.sagemaker.validate import check
 from shoal.control.store import COMPONENT, ENDPOINT
 from shoal.errors import ApiError
-from shoal.gateway.routing import RoutingStrategy
+from shoal.gateway.routing import DEFAULT_STRATEGY, STRATEGIES
 
 MAX_INSTANCES = 64  # of one instance type, over all endpoints: the "account-level service limit"
 IN_PROGRESS = ("Creating", "Updating", "Deleting")
@@ -110,15 +110,14 @@ def _variant(variants: list[shapes.ProductionVariant]) -> shapes.ProductionVaria
     return v
 
 
-def _routing(v: shapes.ProductionVariant) -> RoutingStrategy:
+def _routing(v: shapes.ProductionVariant) -> str:
     """SageMaker's strategies and shoal's own (ROUND_ROBIN, POWER_OF_TWO, PREFIX_AFFINITY)."""
-    routing = v.routing_config.routing_strategy if v.routing_config else RoutingStrategy.LEAST_OUTSTANDING_REQUESTS
-    try:
-        return RoutingStrategy(routing)
-    except ValueError:
+    routing = v.routing_config.routing_strategy if v.routing_config else DEFAULT_STRATEGY
+    if routing not in STRATEGIES:
         raise validation(f"1 validation error detected: Value '{routing}' at 'productionVariants.1.member.routingConfig"
                          f".routingStrategy' failed to satisfy constraint: Member must satisfy enum value set: "
-                         f"[{', '.join(s.value for s in RoutingStrategy)}]") from None
+                         f"[{', '.join(STRATEGIES)}]")
+    return routing
 
 
 def describe_endpoint_config(plane: SageMakerPlane, caller: Caller, req: shapes.EndpointConfigName) -> Body:

@@ -26,7 +26,7 @@ def endpoint(plane: SageMakerPlane, caller: Caller, name: str) -> Body:
     count, _gone = plane.c.runtime.instances(spec.instance_type, spec.instance_count)
     summary: Body = {"VariantName": plane.variant_name(name), "CurrentWeight": 1.0, "DesiredWeight": 1.0,
                      "CurrentInstanceCount": count, "DesiredInstanceCount": spec.instance_count,
-                     "RoutingConfig": {"RoutingStrategy": spec.routing.value}}
+                     "RoutingConfig": {"RoutingStrategy": spec.routing}}
     if "ManagedInstanceScaling" in variant:
         summary["ManagedInstanceScaling"] = variant["ManagedInstanceScaling"]
     out = endpoint_summary(plane, caller, name)
