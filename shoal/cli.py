@@ -24,7 +24,11 @@ def _shoal() -> None:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from shoal.http import SafeFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health probe otherwise
 
 
@@ -89,25 +93,40 @@ def server(
     api_keys: Annotated[Optional[Path], typer.Option(
         envvar="SHOAL_API_KEYS_FILE", help="JSON file of API keys (`shoal keys create`); also SHOAL_API_KEYS")] = None,
     insecure: Annotated[bool, typer.Option(help="Serve a non-loopback address without API keys")] = False,
+    allow_env: Annotated[Optional[list[str]], typer.Option(
+        help="An environment variable (or PREFIX*) components may set beyond shoal's list (repeatable)")] = None,
     model_dir: Annotated[Optional[list[Path]], typer.Option(
         help="Where local model files may be (repeatable; default ~/.shoal/models, ~/.cache, the working dir)")] = None,
     runtime: Annotated[str, typer.Option(help="Where copies run: local (processes here) or ray")] = "local",
     ray_address: Annotated[str, typer.Option(help="Ray cluster: auto, local (start one), or host:port")] = "auto",
     shutdown_timeout: ShutdownTimeout = 30.0,
+    idle_timeout: Annotated[float, typer.Option(
+        help="Seconds a connection may stay open without sending a whole request head")] = 15.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds a request's body may take to arrive")] = 30.0,
+    aws_region: Annotated[Optional[str], typer.Option(
+        help="The AWS region SigV4 signatures must name (default: any region)")] = None,
+    tls_cert: Annotated[Optional[Path], typer.Option(help="PEM certificate chain: serve HTTPS")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option(help="PEM private key of --tls-cert")] = None,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
 ) -> None:
     """Run the shoal server: control API, copies and gateway, on one port."""
     _setup_logging(log_level)
     from shoal.control.supervisor import SupervisionSettings
     from shoal.gateway.upstream import GatewaySettings
+    from shoal.http import Timeouts
     from shoal.security.keys import load_keys
     from shoal.server import DEFAULT_STATE_DIR, ServerOptions, make_runtime, run_server
 
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("give both --tls-cert and --tls-key, or neither")
+
     options = ServerOptions(
-        default_component, GatewaySettings(max_queue, queue_timeout, first_byte_timeout),
-        SupervisionSettings(probe_interval, probe_timeout, probe_failures, crash_limit, crash_window),
-        allow_command_engine, load_keys(api_keys), insecure, tuple(model_dir) if model_dir else None,
-        shutdown_timeout)
+        default_component=default_component, gateway=GatewaySettings(max_queue, queue_timeout, first_byte_timeout),
+        supervision=SupervisionSettings(probe_interval, probe_timeout, probe_failures, crash_limit, crash_window),
+        allow_command_engine=allow_command_engine, keys=load_keys(api_keys), insecure=insecure,
+        model_dirs=tuple(model_dir) if model_dir else None, extra_env=tuple(allow_env or ()),
+        shutdown_timeout_s=shutdown_timeout, timeouts=Timeouts(idle_timeout, body_timeout), aws_region=aws_region,
+        tls=(tls_cert, tls_key) if tls_cert and tls_key else None)
     asyncio.run(run_server(host, port, state_dir or DEFAULT_STATE_DIR, make_runtime(runtime, ray_address), options))
 
 

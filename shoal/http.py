@@ -4,8 +4,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -89,13 +92,58 @@ class _QuietMalformedRequests(logging.Filter):
 logging.getLogger("aiohttp.server").addFilter(_QuietMalformedRequests())
 
 
-async def serve(app: web.Application, host: str, port: int, shutdown_timeout_s: float = 60.0) -> web.AppRunner:
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a client may take (the defaults are documented in README, "Locking the doors"):
+    `idle_s`: a connection that has not sent a whole request head (new, between requests, or trickling its
+    headers) is closed after this; `body_s`: a request's body must have arrived within this."""
+
+    idle_s: float = 15.0
+    body_s: float = 30.0
+
+
+async def read_body(request: web.Request, timeout_s: float) -> bytes:
+    """The whole body (aiohttp keeps it for the handler), or 408 if it does not arrive in time."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {timeout_s:g}s", "timeout") from None
+
+
+def body_deadline(timeout_s: float) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """A middleware: the request's body is read, within `timeout_s`, before its handler runs."""
+    @web.middleware
+    async def read_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.can_read_body:
+            await read_body(request, timeout_s)
+        return await handler(request)
+    return read_in_time
+
+
+async def serve(app: web.Application, host: str, port: int, shutdown_timeout_s: float = 60.0,
+                timeouts: Timeouts | None = None, ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
     """Start `app` on host:port; a client that disconnects cancels its handler (frees its slot).
-    `runner.cleanup()` stops listening, then lets requests in flight finish for up to `shutdown_timeout_s`."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout_s)
+    `runner.cleanup()` stops listening, then lets requests in flight finish for up to `shutdown_timeout_s`.
+    (Body timeouts are `body_deadline`'s: add it to the app's middlewares.)"""
+    timeouts = timeouts or Timeouts()
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout_s,
+                           keepalive_timeout=timeouts.idle_s)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    await web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context).start()
     return runner
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x1b]|[\n\r]")
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines that a request cannot forge: control characters and line breaks in a message (a path, a
+    header) are written escaped; tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        text = super().formatMessage(record)
+        return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class StopSignals:

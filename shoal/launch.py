@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 HOST, PORT = "{host}", "{port}"  # placeholders in a LaunchPlan, filled in by the runtime
+COPY_TOKEN_ENV = "SHOAL_COPY_TOKEN"  # a copy's credential: the gateway presents it, the engine checks it
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,17 +19,18 @@ from shoal.control.autoscaling.scaler import Autoscaler
 from shoal.control.controller import Controller
 from shoal.control.store import StateStore
 from shoal.control.supervisor import SupervisionSettings
+from shoal.engines.base import ServerPolicy
 from shoal.errors import ConfigError
 from shoal.gateway.pool import RoutingTable
 from shoal.gateway.readiness import Readiness, ReadinessReport
 from shoal.gateway.routes import add_gateway_routes
 from shoal.gateway.upstream import GatewaySettings, Upstreams
-from shoal.http import StopSignals, api_errors, drain, serve
+from shoal.http import StopSignals, Timeouts, api_errors, body_deadline, drain, serve
 from shoal.models.registry import default_model_dirs
 from shoal.protocol.responses import ErrorBody
 from shoal.runtime.base import Runtime
 from shoal.security.keys import KeyRing, Scope
-from shoal.security.middleware import check_exposure, require_keys
+from shoal.security.middleware import KeyPolicy, check_exposure, require_keys
 
 log = logging.getLogger(__name__)
 DEFAULT_STATE_DIR = Path.home() / ".shoal"
@@ -42,8 +45,23 @@ class ServerOptions:
     keys: KeyRing = field(default_factory=lambda: KeyRing([]))  # API keys; none: no authentication
     insecure: bool = False  # serve a non-loopback address without keys
     model_dirs: tuple[Path, ...] | None = None  # where local model files may be (None: DEFAULT_MODEL_DIRS)
+    extra_env: tuple[str, ...] = ()  # variables (or PREFIX*) components may set beyond the allowed list
     # On SIGTERM/SIGINT: stop listening, let requests in flight finish for at most this long, then stop copies.
     shutdown_timeout_s: float = 30.0
+    timeouts: Timeouts = field(default_factory=Timeouts)  # idle connections, request bodies
+    aws_region: str | None = None  # the region SigV4 signatures must name (None: any)
+    tls: tuple[Path, Path] | None = None  # certificate chain and private key files: serve HTTPS
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """An HTTPS server context from PEM files (TLS 1.2 or newer), or ConfigError saying what is wrong."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot use TLS certificate {cert} with key {key}: {exc}") from None
+    return context
 
 
 def make_runtime(kind: str = "local", ray_address: str = "auto") -> Runtime:
@@ -64,20 +82,22 @@ async def _metrics(_request: web.Request) -> web.StreamResponse:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app(controller: Controller, upstreams: Upstreams, default_component: str | None = None,
-              keys: KeyRing | None = None, scaler: Autoscaler | None = None,
+def build_app(controller: Controller, upstreams: Upstreams, options: ServerOptions, scaler: Autoscaler | None = None,
               readiness: Readiness | None = None) -> web.Application:
-    services = {sagemaker.TARGET_PREFIX: sagemaker.sagemaker_service(controller)}
+    keys = options.keys
+    plane = sagemaker.SageMakerPlane(controller)
+    services = {sagemaker.TARGET_PREFIX: sagemaker.sagemaker_service(plane)}
     if scaler:
         services[aas_api.TARGET_PREFIX] = aas_api.service(scaler)  # Application Auto Scaling, same door
     aws_json = sagemaker.AwsJsonDoor(services)  # POST / with X-Amz-Target; TGI's POST / without
     doc = ApiDoc()  # the route table: routing, keys and the OpenAPI document
     doc.add_header_door(HeaderDoor(aws_json.claims, Declared(Door.AWS_JSON, Scope.ADMIN)))
-    middlewares = [api_errors, require_keys(keys, doc), aws_json.middleware()] if keys \
-        else [api_errors, aws_json.middleware()]
+    policy = KeyPolicy(keys, options.aws_region, options.timeouts.body_s)
+    middlewares = [api_errors, *([require_keys(policy, doc)] if keys else []),  # keys: from headers, before bodies
+                   body_deadline(options.timeouts.body_s), aws_json.middleware()]
     app = web.Application(middlewares=middlewares, client_max_size=16 << 20)
     ControlApi(controller, scaler).add_to(app, doc)
-    add_gateway_routes(app, doc, controller.table, upstreams, default_component)
+    add_gateway_routes(app, doc, controller.table, upstreams, options.default_component, plane.variant_name)
     doc.add(app, Op("GET", "/metrics", _metrics, "Prometheus metrics", "operations",
                     replies=(Reply(200, media_type="text/plain"),)))
     readiness = readiness or Readiness(controller.table, detail=not keys)
@@ -101,20 +121,22 @@ async def run_server(host: str, port: int, state_dir: Path, runtime: Runtime | N
     the port is open."""
     options = options or ServerOptions()
     check_exposure(host, options.keys, options.insecure)
+    os.umask(0o077)  # state, logs and keys are the server's own: files 0600, directories 0700
     signals = StopSignals()
     store = StateStore(state_dir / "state.db")
     table = RoutingTable(options.gateway.max_queue, options.gateway.queue_timeout_s)
-    controller = Controller(store, runtime or make_runtime(), state_dir, table, options.supervision,
-                            options.allow_command_engine, options.model_dirs or default_model_dirs())
+    policy = ServerPolicy(options.allow_command_engine, options.model_dirs or default_model_dirs(), options.extra_env)
+    controller = Controller(store, runtime or make_runtime(), state_dir, table, options.supervision, policy)
     upstreams = Upstreams(table, options.gateway)
     await upstreams.start()
     await controller.restore()
     scaler = Autoscaler(controller, store)  # autoscaling policies: decisions every second, scale from zero
     await scaler.start()
     readiness = Readiness(table, detail=not options.keys)
-    app = build_app(controller, upstreams, options.default_component, options.keys, scaler, readiness)
-    site = await serve(app, host, port, options.shutdown_timeout_s)
-    log.info("shoal server on http://%s:%d (state in %s)", host, port, state_dir)
+    app = build_app(controller, upstreams, options, scaler, readiness)
+    ssl_context = tls_context(*options.tls) if options.tls else None
+    site = await serve(app, host, port, options.shutdown_timeout_s, options.timeouts, ssl_context)
+    log.info("shoal server on %s://%s:%d (state in %s)", "https" if ssl_context else "http", host, port, state_dir)
     try:
         if on_ready:
             await on_ready(controller)

@@ -27,10 +27,14 @@ async def fault(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-async def invocations(_request: web.Request) -> web.Response:
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+async def invocations(request: web.Request) -> web.Response:
     if STATE["answer"] == "never":
         await asyncio.sleep(3600)
-    return web.json_response([{"generated_text": "stand-in answer"}])
+    echo = {CUSTOM_ATTRIBUTES: request.headers[CUSTOM_ATTRIBUTES]} if CUSTOM_ATTRIBUTES in request.headers else {}
+    return web.json_response([{"generated_text": "stand-in answer"}], headers=echo)  # as a container may
 
 
 async def generate(_request: web.Request) -> web.Response:

@@ -55,9 +55,9 @@ def engine_process(tmp: Path, **env: str | int) -> AbstractContextManager[str]:
     return shoal_process("engine", [], tmp, {k: str(v) for k, v in env.items()})
 
 
-def server_process(state_dir: Path, *args: str) -> AbstractContextManager[str]:
-    """`shoal server` with its state in `state_dir`."""
-    return shoal_process("server", ["--state-dir", str(state_dir), *args], state_dir, ready_path="/live")
+def server_process(state_dir: Path, *args: str, env: dict[str, str] | None = None) -> AbstractContextManager[str]:
+    """`shoal server` with its state in `state_dir` (and `env` added to its environment)."""
+    return shoal_process("server", ["--state-dir", str(state_dir), *args], state_dir, env, ready_path="/live")
 
 
 def wait_for_component(session, name: str, ok, timeout: float = 90) -> dict:  # type: ignore[no-untyped-def]

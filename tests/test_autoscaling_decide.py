@@ -166,6 +166,15 @@ def test_invocations_per_copy_per_minute() -> None:
     assert decide(p, slow, 3, NONE, 1000.0).desired == 1
 
 
+def test_a_few_requests_in_the_first_seconds_are_counted_not_extrapolated() -> None:
+    """3 requests in the first 5 s of a server's life are 3 a minute (a policy targeting 2 a minute per copy
+    wants 2 copies), not 36 a minute."""
+    p = policy(0, 8, tracking(metric=Metric.INVOCATIONS, target=2, scale_in=60))
+    early = [Sample(1000.0 + i, 1, min(i, 3)) for i in range(6)]
+    d = decide(p, early, 1, NONE, 1005.0)
+    assert d.desired == 2 and d.cause == "invocations 3 per copy per minute > target 2: 1 → 2 copies"
+
+
 def test_every_decision_stays_in_bounds_and_explains_itself() -> None:
     rng = random.Random(7)
     for _ in range(2000):

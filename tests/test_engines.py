@@ -76,11 +76,14 @@ def test_vllm_sizes_its_own_kv_cache_unless_max_batch_total_tokens_is_set_no_gpu
 
 
 def test_sglang_command_line_no_gpu_here() -> None:
-    p = plan("sglang", "org/model", {**SEED_ENV, "HF_MODEL_QUANTIZE": "awq", "MAX_BATCH_PREFILL_TOKENS": "4096"})
+    p = plan("sglang", "org/model", {**SEED_ENV, "HF_MODEL_ID": "org/model", "HF_MODEL_QUANTIZE": "awq",
+                                     "MAX_BATCH_PREFILL_TOKENS": "4096"})
     assert p.argv[1:3] == ("-m", "sglang.launch_server")
     assert flag(p.argv, "--context-length") == "4096" and flag(p.argv, "--max-total-tokens") == "16384"
     assert flag(p.argv, "--max-prefill-tokens") == "4096" and flag(p.argv, "--tp-size") == "1"
     assert flag(p.argv, "--quantization") == "awq" and flag(p.argv, "--model-path") == "org/model"
+    with pytest.raises(EngineConfigError, match="HF_MODEL_ID='meta-llama/Llama-2-13b-chat-hf' names another model"):
+        plan("sglang", "org/model", SEED_ENV)  # the model an engine would load is the one that was checked
 
 
 def test_tgi_command_line_passes_tgi_settings_through_no_gpu_here() -> None:

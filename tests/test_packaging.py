@@ -82,8 +82,9 @@ MAY_IMPORT = {
     "shoal.protocol": {"shoal.errors"},
     "shoal.launch": set(),
     "shoal.engine": NEUTRAL,
-    "shoal.engines": NEUTRAL | {"shoal.engine.settings"},  # the built-in kind checks its engine's settings
-    "shoal.runtime": NEUTRAL,
+    "shoal.engines": NEUTRAL | {"shoal.engine.settings",  # the built-in kind checks its engine's settings
+                                "shoal.security.environment"},  # what a component's environment may set
+    "shoal.runtime": NEUTRAL | {"shoal.security.environment"},  # what a copy may inherit
     "shoal.gateway": NEUTRAL | {"shoal.engines", "shoal.apidoc", "shoal.security"},
 }
 

@@ -35,7 +35,6 @@ from shoal.errors import ApiError
 from shoal.gateway.pool import PoolConfig, RoutingTable
 from shoal.gateway.routing import check_settings
 from shoal.launch import Slot
-from shoal.models.registry import default_model_dirs
 from shoal.runtime.base import Runtime
 
 log = logging.getLogger(__name__)
@@ -93,13 +92,12 @@ def same_launch(a: ComponentSpec, b: ComponentSpec) -> bool:
 
 class Controller:
     def __init__(self, store: StateStore, runtime: Runtime, state_dir: Path, table: RoutingTable | None = None,
-                 supervision: SupervisionSettings | None = None, allow_command_engine: bool = False,
-                 model_dirs: tuple[Path, ...] = ()) -> None:
+                 supervision: SupervisionSettings | None = None, policy: ServerPolicy | None = None) -> None:
         self.store = store
         self.runtime = runtime
         self.table = table or RoutingTable()
         self.supervisor = Supervisor(runtime, self.table, state_dir / "logs", supervision)
-        self.policy = ServerPolicy(allow_command_engine, model_dirs or default_model_dirs())
+        self.policy = policy or ServerPolicy()  # what the operator allows components
         self.endpoints: dict[str, EndpointSpec] = {}
         self.components: dict[str, Component] = {}
 

@@ -11,7 +11,7 @@ from shoal.control.resources import CATALOG, ComputeRequirements, instance_type
 from shoal.engines import DEFAULT_ENGINE, ENGINES, Deployment
 from shoal.gateway.routing import DEFAULT_STRATEGY, STRATEGIES, strategy
 from shoal.launch import Slot
-from shoal.security.environment import SAFE_ENV_SCHEMA, check_environment
+from shoal.security.environment import SAFE_ENV_SCHEMA, check_names
 
 _OPTION_SHORTHANDS = {"command": ("EngineCommand", "engine_command"), "protocol": ("EngineProtocol", "engine_protocol")}
 # SageMaker's EndpointName / InferenceComponentName pattern.
@@ -88,7 +88,7 @@ class ComponentSpec(_Spec):
     @field_validator("env")
     @classmethod
     def _safe_env(cls, env: dict[str, str]) -> dict[str, str]:
-        return dict(check_environment(env))
+        return dict(check_names(env))  # which names: the server's policy, checked at deploy (shoal.engines)
 
     @field_validator("engine")
     @classmethod
@@ -109,7 +109,7 @@ class ComponentUpdate(_Spec):
     @field_validator("env")
     @classmethod
     def _safe_env(cls, env: dict[str, str] | None) -> dict[str, str] | None:
-        return None if env is None else dict(check_environment(env))
+        return None if env is None else dict(check_names(env))
 
 
 class CopyView(BaseModel):

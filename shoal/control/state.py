@@ -23,6 +23,7 @@ class Replica:
     status: CopyStatus = CopyStatus.STARTING
     handle: RunningCopy | None = None
     health_path: str = "/health"  # the engine's readiness route
+    token: str = field(default="", repr=False)  # the copy's credential (shoal.engines.base.with_credential)
     restarts: int = 0
     reason: str | None = None
     stopping: bool = False

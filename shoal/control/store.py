@@ -29,6 +29,17 @@ CREATE TABLE IF NOT EXISTS documents (kind TEXT NOT NULL, name TEXT NOT NULL, bo
 ENDPOINT, COMPONENT = "endpoint", "component"  # kinds of resource_meta
 
 
+def _private(path: Path) -> str:
+    """The database holds components' environments (tokens among them): readable by its owner only, and its
+    directory too (SQLite's -wal and -shm files beside it are created as the database is)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        file.touch(mode=0o600, exist_ok=True)
+        file.chmod(0o600)
+    return str(path)
+
+
 @dataclass(frozen=True)
 class ResourceMeta:
     created: float  # epoch seconds
@@ -38,9 +49,8 @@ class ResourceMeta:
 
 class StateStore:
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None)  # autocommit; one writer (the server)
+        self._db = sqlite3.connect(str(path) if str(path) == ":memory:" else _private(Path(path)),
+                                   isolation_level=None)  # autocommit; one writer (the server)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,7 +96,10 @@ class Supervisor:
             await asyncio.sleep(backoff)
 
     def _launch(self, comp: Component, replica: Replica, instance_type: str) -> CopyLaunch:
-        plan = engine_kind(replica.spec.engine).launch_plan(replica.spec.deployment(), replica.slot)
+        """The copy's process, with a credential of its own (new at each start) that only the gateway presents."""
+        kind = engine_kind(replica.spec.engine)
+        replica.token = secrets.token_urlsafe(24)
+        plan = kind.with_credential(kind.launch_plan(replica.spec.deployment(), replica.slot), replica.token)
         replica.health_path = plan.health_path
         return CopyLaunch(replica.id, plan, replica.slot, self.log_path(replica), instance_type)
 
@@ -104,7 +108,7 @@ class Supervisor:
         replica.status, replica.reason = CopyStatus.IN_SERVICE, None
         replica.suspect.clear()
         limit = engine_kind(replica.spec.engine).copy_concurrency(replica.spec.deployment())
-        self.table.add_backend(comp.spec.name, replica.id, replica.handle.address, limit)
+        self.table.add_backend(comp.spec.name, replica.id, replica.handle.address, limit, replica.token)
         log.info("%s in service at %s", replica.id, replica.address)
 
     def fail(self, comp: Component, replica: Replica, reason: str) -> None:

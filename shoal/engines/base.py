@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import ClassVar
@@ -17,8 +17,9 @@ from typing import ClassVar
 from shoal.engines.adapters import PassThrough, ProtocolAdapter, Translating
 from shoal.engines.translate import GENERIC_OPENAI, Dialect
 from shoal.errors import ModelNotFoundError
-from shoal.launch import LaunchPlan, Slot
+from shoal.launch import COPY_TOKEN_ENV, LaunchPlan, Slot
 from shoal.models.registry import check_model_location, default_model_dirs
+from shoal.security.environment import check_environment
 
 
 class EngineProtocol(str, Enum):
@@ -59,7 +60,7 @@ class Deployment:
                 return value
         return None
 
-    def int_setting(self, name: str) -> int | None:
+    def int_setting(self, name: str, minimum: int = 1) -> int | None:
         value = self.setting(name)
         if value is None:
             return None
@@ -67,9 +68,14 @@ class Deployment:
             number = int(value)
         except ValueError:
             raise EngineConfigError(f"{name} must be a whole number, got {value!r}") from None
-        if number <= 0:
-            raise EngineConfigError(f"{name} must be > 0, got {number}")
+        if number < minimum:
+            raise EngineConfigError(f"{name} must be >= {minimum}, got {number}")
         return number
+
+    def gpus(self) -> int | None:
+        """SM_NUM_GPUS: the accelerators a copy's engine uses (0 on a copy without any, as SageMaker's CPU
+        instances say it)."""
+        return self.int_setting("SM_NUM_GPUS", minimum=0)
 
     def tgi_names(self) -> set[str]:
         return {ALIASES.get(k, k) for k, v in self.env.items() if k in TGI_SETTINGS and v != ""}
@@ -111,6 +117,7 @@ class ServerPolicy:
 
     allow_command_engine: bool = False  # `shoal server --allow-command-engine`
     model_dirs: tuple[Path, ...] = field(default_factory=default_model_dirs)  # where local models may be
+    extra_env: tuple[str, ...] = ()  # `--allow-env`: variables (or PREFIX*) a component may set beyond the list
 
 
 @dataclass(frozen=True)
@@ -159,13 +166,14 @@ class EngineKind:
         if why := self.refusal(policy):
             raise EngineConfigError(why)
         self.check_options(d)
+        check_environment_of(d, policy)
         refused = sorted(d.tgi_names() - self.honoured)
         if refused:
             reasons = "; ".join(f"{n}: {self.why_not.get(n, 'no equivalent in ' + self.name)}" for n in refused)
             raise EngineConfigError(f"engine {self.name} cannot honour {', '.join(refused)} ({reasons}); "
                                     f"remove {'it' if len(refused) == 1 else 'them'} or choose another engine")
-        gpus = d.int_setting("SM_NUM_GPUS")
-        if gpus is not None and gpus > max(d.accelerators, 1):
+        gpus = d.gpus()
+        if gpus is not None and (gpus > max(d.accelerators, 1) or (gpus == 0) != (d.accelerators == 0)):
             raise EngineConfigError(f"SM_NUM_GPUS={gpus} but each copy has {d.accelerators} accelerator(s) "
                                     f"(NumberOfAcceleratorDevicesRequired)")
         Limits.of(d)
@@ -189,6 +197,12 @@ class EngineKind:
     def launch_plan(self, d: Deployment, slot: Slot) -> LaunchPlan:
         raise NotImplementedError
 
+    def with_credential(self, plan: LaunchPlan, token: str) -> LaunchPlan:
+        """`plan` with the copy's credential given the way this engine takes an API key: the gateway sends
+        `Authorization: Bearer <token>` to the copy, and a copy that checks it answers nobody else (shoal's
+        engine; the `command` engine may read SHOAL_COPY_TOKEN)."""
+        return replace(plan, env={**plan.env, COPY_TOKEN_ENV: token})
+
 
 def program(name: str) -> str:
     """An engine's program: the one installed beside shoal (same virtual environment) if any, else PATH's."""
@@ -203,6 +217,32 @@ def threads_of(slot: Slot) -> int:
 def device_env(slot: Slot) -> dict[str, str]:
     """The accelerators a copy may see, as every CUDA program reads them."""
     return {"CUDA_VISIBLE_DEVICES": ",".join(str(a) for a in slot.accelerators)}
+
+
+MODEL_REFERENCES = ("HF_MODEL_ID", "MODEL_ID")  # where engines read their model from the environment
+
+
+def check_environment_of(d: Deployment, policy: ServerPolicy) -> None:
+    """The component may set these variables (the server's list), its model references name its model (the one
+    that is checked: a different HF_MODEL_ID would load something else), and a CHAT_TEMPLATE given as a file is
+    under the model directories (a template is read by the engine)."""
+    try:
+        check_environment(d.env, policy.extra_env)
+    except ValueError as exc:
+        raise EngineConfigError(str(exc)) from None
+    for name in MODEL_REFERENCES:
+        if (value := d.env.get(name)) not in (None, "", d.model_id):
+            raise EngineConfigError(f"Environment {name}={value!r} names another model than the component's "
+                                    f"({d.model_id!r}); leave it out or make it the same")
+    template = d.setting("CHAT_TEMPLATE")
+    if template and "{" not in template and len(template) < 4096:  # a file, as the engines read it
+        try:
+            check_model_location(template if template.startswith(("/", "~", ".")) else f"./{template}",
+                                 policy.model_dirs)
+        except ModelNotFoundError:
+            raise EngineConfigError(f"CHAT_TEMPLATE {template!r} is a file outside the server's model directories "
+                                    f"({', '.join(str(p) for p in policy.model_dirs)}); give the template itself, "
+                                    f"or a file under one of them") from None
 
 
 def confine_model(model_id: str, policy: ServerPolicy) -> None:

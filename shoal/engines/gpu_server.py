@@ -44,7 +44,7 @@ class OpenAIGpuServer(EngineKind):
 
     @staticmethod
     def tensor_parallel(d: Deployment, slot: Slot) -> int:
-        return d.int_setting("SM_NUM_GPUS") or max(1, len(slot.accelerators))
+        return d.gpus() or max(1, len(slot.accelerators))
 
     @staticmethod
     def environment(d: Deployment, slot: Slot) -> dict[str, str]:

@@ -8,6 +8,7 @@ prefix cache is on by default.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 from shoal.engines.base import Deployment, Limits
 from shoal.engines.gpu_server import OpenAIGpuServer
@@ -22,6 +23,11 @@ class Sglang(OpenAIGpuServer):
                                  "truncate": None}, stop_field="matched_stop")
     quantizations = {"awq": "awq", "gptq": "gptq", "bitsandbytes": "bitsandbytes", "bitsandbytes-nf4": "bitsandbytes",
                      "fp8": "fp8", "marlin": "marlin"}
+
+    def with_credential(self, plan: LaunchPlan, token: str) -> LaunchPlan:
+        """SGLang takes its API key only as a flag (a process's command line is readable by local users: the
+        copy still refuses callers from other machines, and the gateway binds what it binds)."""
+        return replace(plan, argv=(*plan.argv, "--api-key", token))
 
     def launch_plan(self, d: Deployment, slot: Slot) -> LaunchPlan:
         limits = Limits.of(d)

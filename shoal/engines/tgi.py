@@ -15,8 +15,11 @@ class Tgi(EngineKind):
     honoured = CANONICAL_SETTINGS - {"CHAT_TEMPLATE"}
     why_not = {"CHAT_TEMPLATE": "TGI takes the chat template from the model's tokenizer_config.json"}
 
+    def with_credential(self, plan: LaunchPlan, token: str) -> LaunchPlan:
+        return plan  # TGI's router takes no API key: its copies rely on binding where only the server reaches
+
     def launch_plan(self, d: Deployment, slot: Slot) -> LaunchPlan:
-        shards = d.int_setting("SM_NUM_GPUS") or max(1, len(slot.accelerators))
+        shards = d.gpus() or max(1, len(slot.accelerators))
         env = {**d.env, **device_env(slot)}
         if quantize := d.setting("HF_MODEL_QUANTIZE"):
             env["QUANTIZE"] = quantize

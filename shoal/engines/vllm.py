@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import replace
 
 from shoal.engines.base import ECR, Deployment, ImageFamily, Limits, program
 from shoal.engines.gpu_server import OpenAIGpuServer
@@ -34,6 +35,9 @@ class Vllm(OpenAIGpuServer):
                                  "truncate": "truncate_prompt_tokens"}, stop_field="stop_reason")
     quantizations = {"awq": "awq", "gptq": "gptq", "bitsandbytes": "bitsandbytes", "bitsandbytes-nf4": "bitsandbytes",
                      "fp8": "fp8", "marlin": "marlin", "compressed-tensors": "compressed-tensors"}
+
+    def with_credential(self, plan: LaunchPlan, token: str) -> LaunchPlan:
+        return replace(plan, env={**plan.env, "VLLM_API_KEY": token})  # vLLM's --api-key, from its environment
 
     def installed(self) -> bool:
         return shutil.which(program("vllm")) is not None

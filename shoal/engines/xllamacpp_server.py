@@ -5,8 +5,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
+
+from shoal.launch import COPY_TOKEN_ENV
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         params.model_alias = {args.alias}
     if args.chat_template:
         params.chat_template = args.chat_template
+    if token := os.environ.get(COPY_TOKEN_ENV):  # the copy answers only the gateway (its health route stays open)
+        params.api_keys = [token]
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -39,6 +39,7 @@ class RequestContext:
     raw: bytes  # the body as sent to the engine
     stream: bool  # the answer streams
     content_type: str = JSON
+    forward: dict[str, str] = field(default_factory=dict)  # headers the copy is sent too
     rid: str = ""  # request id (X-Request-Id, else a new one): in answers, logs and metrics
     arrived: float = field(default_factory=time.perf_counter)
 

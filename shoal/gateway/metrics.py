@@ -153,3 +153,19 @@ def register_component_gauges(read: Callable[[], list[ComponentRow]]) -> Collect
     collector = ComponentGauges(read)
     REGISTRY.register(collector)
     return collector
+
+
+_PER_COMPONENT = (LATENCY, TTFB, RETRIES, REJECTED, PREFIX_SPILLS, TIMEOUTS, COLD_START_WAIT)
+
+
+def forget_copy(component: str, copy_id: str) -> None:
+    """A copy left for good: its label set leaves /metrics."""
+    SERVED.remove_by_labels({"component": component, "copy": copy_id})
+
+
+def forget_component(endpoint: str, component: str) -> None:
+    """A component was deleted: its label sets leave /metrics."""
+    for metric in (*_PER_COMPONENT, REQUESTS, SERVED):
+        metric.remove_by_labels({"component": component})
+    for metric in (MODEL_LATENCY, OVERHEAD_LATENCY):
+        metric.remove_by_labels({"EndpointName": endpoint, "InferenceComponentName": component})

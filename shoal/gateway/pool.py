@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from shoal.engines.adapters import ProtocolAdapter
 from shoal.engines.translate import TgiLimits
+from shoal.gateway import metrics
 from shoal.gateway.admission import Admission
 from shoal.gateway.metrics import ComponentStats
 from shoal.gateway.routing import DEFAULT_STRATEGY, Router, build_router
@@ -37,6 +38,7 @@ class Backend:
     id: str
     address: str
     limit: int = DEFAULT_COPY_LIMIT  # requests it takes at once (its MAX_CONCURRENT_REQUESTS)
+    token: str = field(default="", repr=False)  # its credential: sent as a Bearer token with every request
     in_flight: int = 0
     draining: bool = False
     unreachable_until: float = 0.0  # it refused a connection: no requests until then (or re-added)
@@ -192,12 +194,14 @@ class RoutingTable:
             pool.cold_start = cold_start
 
     def close_pool(self, name: str) -> None:
-        self.pools.pop(name, None)
+        if (pool := self.pools.pop(name, None)) is not None:
+            metrics.forget_component(pool.config.endpoint, name)
 
-    def add_backend(self, component: str, copy_id: str, address: str, limit: int = DEFAULT_COPY_LIMIT) -> None:
+    def add_backend(self, component: str, copy_id: str, address: str, limit: int = DEFAULT_COPY_LIMIT,
+                    token: str = "") -> None:
         """A copy came into service (a restarted copy comes back as a new backend: its cache is empty)."""
         pool = self.pools[component]
-        pool.set_backends([b for b in pool.backends if b.id != copy_id] + [Backend(copy_id, address, limit)])
+        pool.set_backends([b for b in pool.backends if b.id != copy_id] + [Backend(copy_id, address, limit, token)])
 
     async def withdraw(self, component: str, copy_id: str, timeout_s: float) -> int:
         """No new requests for the copy; wait (at most `timeout_s`) for its requests to finish, then forget
@@ -218,6 +222,7 @@ class RoutingTable:
     def remove_backend(self, component: str, copy_id: str) -> None:
         if (pool := self.pools.get(component)) and pool.backend(copy_id):
             pool.set_backends([b for b in pool.backends if b.id != copy_id])
+            metrics.forget_copy(component, copy_id)
 
     def in_flight(self, component: str, copy_id: str) -> int:
         pool = self.pools.get(component)

@@ -3,12 +3,14 @@ and its answers (shoal.apidoc: routing, keys and the OpenAPI document read the s
 route is one `Op` here, handled by the pipeline through one of the doors (shoal/gateway/doors/)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from shoal.apidoc import ApiDoc, Door, Op, Param, Reply
 from shoal.engines.adapters import Asked
 from shoal.gateway.doors.openai import OpenAIDoor
-from shoal.gateway.doors.sagemaker import SageMakerDoor
+from shoal.gateway.doors.sagemaker import DEFAULT_VARIANT, SageMakerDoor
 from shoal.gateway.doors.tgi import TgiDoor
 from shoal.gateway.pipeline import Pipeline, stamp_request_id
 from shoal.gateway.pool import RoutingTable
@@ -35,10 +37,13 @@ _TGI_EVENTS = (TgiStreamEvent, ErrorBody)
 
 
 def add_gateway_routes(app: web.Application, doc: ApiDoc, table: RoutingTable, upstreams: Upstreams,
-                       default_component: str | None = None) -> None:
+                       default_component: str | None = None,
+                       variant_of: Callable[[str], str] = lambda _endpoint: DEFAULT_VARIANT) -> None:
+    """The gateway's routes; `variant_of(endpoint)` names an endpoint's production variant (SageMaker's)."""
     app.on_response_prepare.append(stamp_request_id)
     pipeline = Pipeline(upstreams)
-    sagemaker, openai, tgi = SageMakerDoor(table), OpenAIDoor(table), TgiDoor(table, default_component)
+    sagemaker = SageMakerDoor(table, variant_of)
+    openai, tgi = OpenAIDoor(table), TgiDoor(table, default_component)
     endpoint = Param("endpoint", description="endpoint name")
     invoke = {"scope": Scope.INVOKE}
     for op in (
@@ -51,6 +56,9 @@ def add_gateway_routes(app: web.Application, doc: ApiDoc, table: RoutingTable, u
            "event stream)", "sagemaker", GenerateRequest,
            (Reply(200, media_type="application/vnd.amazon.eventstream"), *_SAGEMAKER_ERRORS), (endpoint,),
            Door.SAGEMAKER, **invoke),
+        Op("POST", "/endpoints/{endpoint}/async-invocations", sagemaker.async_invocations, "SageMaker "
+           "InvokeEndpointAsync: refused in SageMaker's words (shoal serves real-time inference)", "sagemaker",
+           replies=(Reply(400, description="ValidationError"),), params=(endpoint,), door=Door.SAGEMAKER, **invoke),
         Op("POST", "/v1/chat/completions", pipeline.handler(openai, Asked.CHAT), "OpenAI chat completions; `model` "
            "names the inference component", "openai", ChatCompletionRequest,
            (Reply(200, ChatCompletion, events=(ChatCompletionChunk, ErrorBody), done=True), *_OPENAI_ERRORS),

@@ -176,7 +176,8 @@ class Upstreams:
             backend = pick.copy
             backend.begin()
             try:
-                answer = await self._exchange(backend, call, _once(told, backend.id, lambda: pool.router.sent(pick)))
+                answer = await self._exchange(backend, call, request.forward,
+                                              _once(told, backend.id, lambda: pool.router.sent(pick)))
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 backend.end()
                 metrics.RETRIES.labels(pool.name).inc()
@@ -209,16 +210,18 @@ class Upstreams:
         raise ApiError(503, f"no copy of \"{pool.name}\" could take the request ({len(tried)} failed)",
                        "unavailable")
 
-    async def _exchange(self, backend: Backend, call: EngineCall, on_sent: Callable[[], None]) -> Answer:
-        """One POST; its headers, and the first chunk of a stream, must come within the first-byte timeout.
-        `on_sent` runs once its headers went out on a connection the copy accepted."""
+    async def _exchange(self, backend: Backend, call: EngineCall, forward: dict[str, str],
+                        on_sent: Callable[[], None]) -> Answer:
+        """One POST (with the `forward`ed headers); its headers, and the first chunk of a stream, must come within
+        the first-byte timeout. `on_sent` runs once its headers went out on a connection the copy accepted."""
         assert self._session is not None
         limit = self.settings.first_byte_timeout_s
         response: aiohttp.ClientResponse | None = None
         try:
             async with asyncio.timeout(limit):
                 response = await self._session.post(backend.address + call.path, data=call.body,
-                                                    headers={"Content-Type": call.content_type},
+                                                    headers={"Content-Type": call.content_type, **forward,
+                                                             **_credential(backend)},
                                                     trace_request_ctx=SimpleNamespace(on_sent=on_sent))
                 first = await response.content.readany() if response.content_type == SSE else b""
         except BaseException as exc:
@@ -238,6 +241,10 @@ class Upstreams:
         copies = [(p.name, b.id, b.in_flight) for p in pools for b in p.backends]
         queues = [(p.name, p.admission.queued) for p in pools]
         return copies, queues
+
+
+def _credential(backend: Backend) -> dict[str, str]:
+    return {"Authorization": f"Bearer {backend.token}"} if backend.token else {}
 
 
 def _once(told: set[str], copy_id: str, hook: Callable[[], None]) -> Callable[[], None]:

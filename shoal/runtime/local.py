@@ -10,6 +10,7 @@ import socket
 import psutil
 
 from shoal.runtime.base import CopyLaunch, LaunchError, describe_exit
+from shoal.security.environment import copy_base_environment
 
 _PR_SET_PDEATHSIG = 1
 
@@ -95,7 +96,7 @@ class LocalRuntime:
         log = launch.log_path.open("ab")
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, env={**os.environ, **env}, stdin=asyncio.subprocess.DEVNULL,
+                *argv, env={**copy_base_environment(os.environ), **env}, stdin=asyncio.subprocess.DEVNULL,
                 stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
                 preexec_fn=lambda: _child_setup(cores))
         except OSError as exc:  # the engine's program is not installed here, or not executable

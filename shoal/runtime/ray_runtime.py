@@ -26,6 +26,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from shoal.launch import LaunchPlan
 from shoal.runtime.base import CopyLaunch, LaunchError, describe_exit
+from shoal.security.environment import copy_base_environment
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5
@@ -46,12 +47,12 @@ class EngineHost:
             port = s.getsockname()[1]
         command, env = plan.render(host, port)
         gpus = ray.get_gpu_ids()  # Ray assigned this actor's accelerators on its node
-        env = {**os.environ, **env, "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus)}
+        env = {**copy_base_environment(os.environ), **env, "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus)}
         usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         pinned = set(cores) if set(cores) <= usable else None  # a fake node's core ids may not exist here
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log_file:
-            self.proc = subprocess.Popen([*command, "--host", host, "--port", str(port)], env=env,
+            self.proc = subprocess.Popen(command, env=env,
                                          stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          preexec_fn=(lambda: os.sched_setaffinity(0, pinned)) if pinned else None)
         self.address = f"http://{host}:{port}"

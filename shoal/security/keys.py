@@ -56,12 +56,18 @@ class KeyRing:
     def by_bearer(self, token: str) -> ApiKey | None:
         found = None
         for key in self.keys:  # compare with every key, so timing says nothing about which matched
-            if hmac.compare_digest(key.secret.get_secret_value().encode(), token.encode()):
+            if hmac.compare_digest(key.secret.get_secret_value().encode(), _raw(token)):
                 found = key
         return found
 
     def by_access_key_id(self, access_key_id: str) -> ApiKey | None:
-        return next((k for k in self.keys if hmac.compare_digest(k.access_key_id, access_key_id)), None)
+        return next((k for k in self.keys if hmac.compare_digest(k.access_key_id.encode(), _raw(access_key_id))),
+                    None)
+
+
+def _raw(header_value: str) -> bytes:
+    """A header's text as the bytes that came (aiohttp keeps undecodable bytes as surrogates)."""
+    return header_value.encode("utf-8", "surrogateescape")
 
 
 def load_keys(path: Path | None = None) -> KeyRing:
@@ -100,5 +106,6 @@ def append_key(path: Path, key: ApiKey) -> None:
     records = [{**k.model_dump(mode="json"), "secret": k.secret.get_secret_value()} for k in [*existing, key]]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file that existed keeps its mode through O_CREAT: make it private too
     with os.fdopen(fd, "w") as f:
         json.dump(records, f, indent=2)

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from shoal.apidoc import ApiDoc, Door
 from shoal.errors import ConfigError
-from shoal.http import Handler, json_response
+from shoal.http import Handler, json_response, read_body
 from shoal.security.keys import ApiKey, KeyRing
-from shoal.security.sigv4 import ALGORITHM, SignatureError, SignedRequest, verify
+from shoal.security.sigv4 import ALGORITHM, SignatureError, SignedRequest, credential, verify
 
 log = logging.getLogger(__name__)
 KEY_NAME = "api_key_name"  # request state: the name of the key that was checked
@@ -33,7 +34,25 @@ def refusal(door: Door, status: int, code: str, message: str) -> web.Response:
     return json_response({"error": message, "error_type": code}, status, {"WWW-Authenticate": "Bearer"})
 
 
-async def _identify(request: web.Request, keys: KeyRing, door: Door) -> ApiKey | web.Response:
+@dataclass(frozen=True)
+class KeyPolicy:
+    """How requests prove who they are: the keys, the AWS region signatures must name (None: any), and how
+    long a signed request's body may take to arrive (it is read only once its key is known)."""
+
+    keys: KeyRing
+    region: str | None = None
+    body_timeout_s: float = 30.0
+
+
+def aws_service(request: web.Request, door: Door) -> str:
+    """The signing name boto3 uses for the route's service."""
+    if door is Door.AWS_JSON and request.headers.get("X-Amz-Target", "").startswith("AnyScaleFrontendService."):
+        return "application-autoscaling"
+    return "sagemaker"
+
+
+async def _identify(request: web.Request, policy: KeyPolicy, door: Door) -> ApiKey | web.Response:
+    keys = policy.keys
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         key = keys.by_bearer(header[7:].strip())
@@ -44,10 +63,12 @@ async def _identify(request: web.Request, keys: KeyRing, door: Door) -> ApiKey |
                            else "The security token included in the request is invalid.")
         return key
     if header.startswith(ALGORITHM) and door in _AWS:
-        signed = SignedRequest(request.method, f"{request.scheme}://{request.host}{request.raw_path}",
-                               {k.lower(): v for k, v in request.headers.items()}, await request.read())
         try:
-            return verify(signed, keys)
+            signer = credential(header, keys, aws_service(request, door), policy.region)  # before any body
+            body = await read_body(request, policy.body_timeout_s)
+            signed = SignedRequest(request.method, f"{request.scheme}://{request.host}{request.raw_path}",
+                                   {k.lower(): v for k, v in request.headers.items()}, body)
+            return verify(signed, signer)
         except SignatureError as exc:
             return refusal(door, 403, exc.kind, exc.message)
     if door in _AWS:
@@ -56,7 +77,7 @@ async def _identify(request: web.Request, keys: KeyRing, door: Door) -> ApiKey |
                    "You didn't provide an API key: send `Authorization: Bearer <key>`.")
 
 
-def require_keys(keys: KeyRing, routes: ApiDoc) -> web.middleware:  # type: ignore[valid-type]
+def require_keys(policy: KeyPolicy, routes: ApiDoc) -> web.middleware:  # type: ignore[valid-type]
     """The middleware: every request but those of open routes must carry a key whose scope allows the route."""
 
     @web.middleware
@@ -65,7 +86,7 @@ def require_keys(keys: KeyRing, routes: ApiDoc) -> web.middleware:  # type: igno
         if declared.open:
             return await handler(request)
         door, needed = declared.door, declared.scope
-        key = await _identify(request, keys, door)
+        key = await _identify(request, policy, door)
         if isinstance(key, web.Response):
             log.info("refused %s %s: %s", request.method, request.path, key.status)
             return key

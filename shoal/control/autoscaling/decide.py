@@ -62,12 +62,14 @@ def _covers(samples: list[Sample], now: float, seconds: float) -> bool:
     return bool(samples) and samples[0].at <= now - seconds + 1e-9
 
 
-def _rate_per_minute(samples: list[Sample], now: float, seconds: float) -> float | None:
+def rate_per_minute(samples: list[Sample], now: float, seconds: float) -> float | None:
+    """Invocations per minute over the last `seconds`: the requests counted in that window, over the whole
+    window even when the samples span less of it (3 requests in the first 5 s of a minute are 3 a minute, as
+    SageMaker's per-minute sum counts them, not 36)."""
     window = _window(samples, now, seconds)
-    span = window[-1].at - window[0].at
-    if span <= 0:
+    if len(window) < 2:
         return None
-    return (window[-1].invocations - window[0].invocations) / span * 60.0
+    return (window[-1].invocations - window[0].invocations) / max(window[-1].at - window[0].at, seconds) * 60.0
 
 
 def _load(t: TargetTracking, samples: list[Sample], now: float, scale_in: bool) -> float | None:
@@ -77,7 +79,7 @@ def _load(t: TargetTracking, samples: list[Sample], now: float, scale_in: bool) 
             return float(max(s.concurrency for s in _window(samples, now, t.scale_in_cooldown_s)))
         window = _window(samples, now, OUT_WINDOW_S)
         return sum(s.concurrency for s in window) / len(window)
-    return _rate_per_minute(samples, now, max(INVOCATIONS_WINDOW_S, t.scale_in_cooldown_s if scale_in else 0))
+    return rate_per_minute(samples, now, max(INVOCATIONS_WINDOW_S, t.scale_in_cooldown_s if scale_in else 0))
 
 
 def _wanted(load: float, target: float) -> int:

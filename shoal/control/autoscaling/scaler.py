@@ -14,7 +14,14 @@ from collections import deque
 
 from prometheus_client import REGISTRY
 
-from shoal.control.autoscaling.decide import INVOCATIONS_WINDOW_S, Decision, LastActions, Sample, decide
+from shoal.control.autoscaling.decide import (
+    INVOCATIONS_WINDOW_S,
+    Decision,
+    LastActions,
+    Sample,
+    decide,
+    rate_per_minute,
+)
 from shoal.control.autoscaling.policy import Activity, AutoscalingView, ScalingPolicy
 from shoal.control.controller import Controller, PlacementRefused
 from shoal.control.models import ComponentUpdate, CopyStatus, Status
@@ -248,10 +255,8 @@ class Autoscaler:
                 continue
             desired = len(comp.replicas)
             samples = self.samples.get(name) or deque()
-            per_minute = None
-            window = [s for s in samples if s.at >= now - INVOCATIONS_WINDOW_S]
-            if len(window) >= 2 and (span := window[-1].at - window[0].at) > 0:
-                per_minute = (window[-1].invocations - window[0].invocations) / span * 60 / max(desired, 1)
+            rate = rate_per_minute(list(samples), now, INVOCATIONS_WINDOW_S) if samples else None
+            per_minute = None if rate is None else rate / max(desired, 1)
             cpu, memory = _usage(comp)
             load = pool.load()
             rows.append(ComponentRow(pool.stats, desired, sum(r.status == CopyStatus.IN_SERVICE for r in comp.replicas),

@@ -8,7 +8,6 @@ function per operation).
 """
 from __future__ import annotations
 
-from shoal.control.controller import Controller
 from shoal.control.sagemaker.operations import OPERATIONS, call
 from shoal.control.sagemaker.plane import SageMakerPlane
 from shoal.control.sagemaker.protocol import AwsError, AwsJsonDoor, Service
@@ -16,9 +15,8 @@ from shoal.control.sagemaker.protocol import AwsError, AwsJsonDoor, Service
 TARGET_PREFIX = "SageMaker"
 
 
-def sagemaker_service(controller: Controller) -> Service:
-    plane = SageMakerPlane(controller)
+def sagemaker_service(plane: SageMakerPlane) -> Service:
     return lambda operation, body, caller: call(plane, operation, body, caller)
 
 
-__all__ = ["OPERATIONS", "TARGET_PREFIX", "AwsError", "AwsJsonDoor", "Service", "sagemaker_service"]
+__all__ = ["OPERATIONS", "TARGET_PREFIX", "AwsError", "AwsJsonDoor", "SageMakerPlane", "Service", "sagemaker_service"]

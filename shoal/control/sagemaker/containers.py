@@ -14,7 +14,7 @@ from shoal.control.sagemaker import shapes
 from shoal.control.sagemaker.images import ImageError, engine_for, supported
 from shoal.control.sagemaker.plane import SageMakerPlane
 from shoal.control.sagemaker.protocol import validation
-from shoal.security.environment import check_environment
+from shoal.security.environment import check_names
 
 DEFAULT_STARTUP_TIMEOUT_S = 600
 _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -37,7 +37,7 @@ def deployable(image: str | None, model_data: str | None, env: dict[str, str], w
         raise validation(f"{where}.Image is required: shoal picks the engine from it. Supported: {supported()}.")
     try:
         engine = engine_for(image)
-        check_environment(env)
+        check_names(env)  # which names a component may set is the server's policy, at CreateInferenceComponent
     except (ImageError, ValueError) as exc:
         raise validation(str(exc)) from None
     if model_data:

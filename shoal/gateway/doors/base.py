@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 COPY_HEADER = "x-shoal-copy"  # which copy served the request
 # The copy's headers a client sees (TGI's token counts and timings).
 PASSED_HEADERS = ("x-prompt-tokens", "x-generated-tokens", "x-cached-tokens", "x-queue-time", "x-inference-time",
-                  "x-total-time")
+                  "x-total-time", "X-Amzn-SageMaker-Custom-Attributes")
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 

@@ -4,6 +4,8 @@ X-Amzn-SageMaker-Inference-Component. What the container refuses or fails comes 
 424 ModelError with the original status and message; the gateway's own refusals in SageMaker's words."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 from aiohttp import web
 
@@ -17,7 +19,10 @@ from shoal.gateway.upstream import Answer, NoCapacity
 from shoal.http import json_response
 
 COMPONENT_HEADER = "X-Amzn-SageMaker-Inference-Component"
+TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"  # passed to the copy, and back from it
 VARIANT_HEADER = "X-Amzn-Invoked-Production-Variant"
+DEFAULT_VARIANT = "AllTraffic"
 ACCOUNT = "000000000000"
 NO_CAPACITY = ("Inference Component has no capacity to process this request. ApplicationAutoScaling may be "
                "in-progress (if configured) or try to increase the capacity by invoking "
@@ -70,21 +75,28 @@ def sagemaker_pool(table: RoutingTable, endpoint: str, header: str | None) -> Po
 class SageMakerDoor:
     name = "sagemaker"
 
-    def __init__(self, table: RoutingTable) -> None:
+    def __init__(self, table: RoutingTable, variant_of: Callable[[str], str] = lambda _endpoint: DEFAULT_VARIANT) -> None:
         self.table = table
+        self.variant_of = variant_of  # an endpoint's production variant (each endpoint has one)
 
     async def parse(self, request: web.Request, asked: Asked) -> RequestContext:
         """`asked` COMPAT: InvokeEndpoint (events when the body says `stream`); GENERATE_STREAM:
         InvokeEndpointWithResponseStream (events whatever the body says, framed as an AWS event stream)."""
-        pool = sagemaker_pool(self.table, request.match_info["endpoint"], request.headers.get(COMPONENT_HEADER))
+        endpoint = request.match_info["endpoint"]
+        pool = sagemaker_pool(self.table, endpoint, request.headers.get(COMPONENT_HEADER))
+        if (target := request.headers.get(TARGET_VARIANT_HEADER)) is not None and target != self.variant_of(endpoint):
+            raise ApiError(400, f"Target variant {target} not found for endpoint {endpoint}: its production variant "
+                                f"is {self.variant_of(endpoint)}.", "validation")
         raw = await request.read()
         try:
             data = parse_json_object(raw)
         except ApiError as exc:
             raise ContainerRefusal(pool.name, exc) from None
         stream = asked is Asked.GENERATE_STREAM or data.get("stream") is True
-        return RequestContext(self.name, pool, asked, data, raw, stream,
-                              request.content_type or "application/json")
+        forward = {CUSTOM_ATTRIBUTES_HEADER: attributes} if (attributes := request.headers.get(
+            CUSTOM_ATTRIBUTES_HEADER)) else {}
+        return RequestContext(self.name, pool, asked, data, raw, stream, request.content_type or "application/json",
+                              forward=forward)
 
     def call(self, context: RequestContext) -> EngineCall:
         try:
@@ -104,6 +116,15 @@ class SageMakerDoor:
             return await stream_out(request, context, call.events(answer.chunks()), out, payload_part,
                                     model_stream_error)
         return await relay(request, context, call, answer, variant)
+
+    async def async_invocations(self, request: web.Request) -> web.StreamResponse:
+        """InvokeEndpointAsync: shoal's endpoints are real-time ones, as SageMaker words such a refusal."""
+        endpoint = request.match_info["endpoint"]
+        if endpoint not in self.table.endpoints:
+            return sagemaker_error(400, f"Endpoint {endpoint} of account {ACCOUNT} not found.")
+        return sagemaker_error(400, f"Endpoint {endpoint} of account {ACCOUNT} is not an asynchronous inference "
+                                    f"endpoint: shoal serves real-time inference (InvokeEndpoint, "
+                                    f"InvokeEndpointWithResponseStream)")
 
     def error(self, exc: ApiError) -> web.Response:
         if isinstance(exc, ContainerRefusal):
