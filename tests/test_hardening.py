@@ -23,6 +23,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from helpers import free_port, server_process
 
+from shoal.engines.translate import TgiLimits
+from shoal.errors import ApiError
+from shoal.protocol.requests import GenerateRequest
+from shoal.protocol.rules import check_parameters
 from shoal.security.keys import Scope, append_key, new_key
 
 BODY = {"inputs": "The capital of France is", "parameters": {"max_new_tokens": 2}}
@@ -280,3 +284,19 @@ def test_tls_serves_https_with_the_given_certificate(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+# 10. NaN and infinities --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("body", [b'{"inputs": "x", "parameters": {"temperature": NaN}}',
+                                  b'{"inputs": "x", "parameters": {"repetition_penalty": Infinity}}',
+                                  b'{"inputs": "x", "parameters": {"temperature": 1e999}}'])
+def test_nan_and_infinity_are_refused_by_the_gateway_and_the_rules(server: tuple[str, Path], keys: dict,
+                                                                   body: bytes) -> None:
+    url, _ = server
+    answer = httpx.post(f"{url}/endpoints/hard/invocations", content=body, headers={
+        **_admin(keys), "Content-Type": "application/json", "X-Amzn-SageMaker-Inference-Component": "gemma"})
+    assert answer.status_code == 424 and answer.json()["OriginalStatusCode"] == 422  # the container would refuse it
+    parameters = GenerateRequest.model_validate_json(body).parameters  # Python's JSON readers take them
+    with pytest.raises(ApiError, match="must be a finite number") as refused:
+        check_parameters(parameters, TgiLimits(1024), stream=False)
+    assert refused.value.status == 422

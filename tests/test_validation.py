@@ -52,6 +52,9 @@ TGI_CASES: dict[str, tuple[dict[str, Any], bool, str]] = {
     "decoder_input_details not streamed": ({"decoder_input_details": True}, True,
                                            "`decoder_input_details` == true is not supported when streaming tokens"),
     "truncate": ({"truncate": 1024}, False, "`truncate` must be strictly positive and less than 1024. Given: 1024"),
+    "finite numbers": ({"temperature": float("nan")}, False, "`temperature` must be a finite number"),
+    "logit_bias key": ({"logit_bias": {"x": 1.0}}, False, "Invalid key in `logit_bias`: 'x' is not a token id"),
+    "logit_bias value": ({"logit_bias": {"5": 101.0}}, False, "`logit_bias` values must be >= -100 and <= 100"),
 }
 OPENAI_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "n": ({"n": 17}, "`n` must be >= 1 and <= 16"),

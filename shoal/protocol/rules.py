@@ -8,6 +8,7 @@ messages from here.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -61,6 +62,8 @@ def _outside(value: float | None, low: float, high: float, open_ends: bool = Fal
 
 
 TGI_RULES: tuple[Rule[Check], ...] = (
+    Rule("finite numbers", lambda c: _not_finite(c.p) is not None,
+         lambda c: f"`{_not_finite(c.p)}` must be a finite number"),
     Rule("best_of range", lambda c: c.p.best_of is not None and not 0 < c.p.best_of <= c.limits.max_best_of,
          lambda c: f"`best_of` must be > 0 and <= {c.limits.max_best_of}. Given: {c.p.best_of}"),
     Rule("best_of needs sampling", lambda c: (c.p.best_of or 1) > 1 and not _sampling_asked(c.p),
@@ -95,7 +98,17 @@ TGI_RULES: tuple[Rule[Check], ...] = (
     Rule("truncate", lambda c: c.p.truncate is not None and not 0 < c.p.truncate < c.limits.max_input_length,
          lambda c: f"`truncate` must be strictly positive and less than {c.limits.max_input_length}. "
                    f"Given: {c.p.truncate}"),
+    Rule("logit_bias key", lambda c: any(not _token_id(k) for k in c.p.logit_bias or {}),
+         lambda c: f"Invalid key in `logit_bias`: {next(k for k in c.p.logit_bias or {} if not _token_id(k))!r} "
+                   "is not a token id"),
+    Rule("logit_bias value", lambda c: any(_outside(v, -100.0, 100.0) for v in (c.p.logit_bias or {}).values()),
+         lambda c: "`logit_bias` values must be >= -100 and <= 100"),
 )
+
+
+def _not_finite(p: GenerateParameters) -> str | None:
+    """The first parameter holding NaN or an infinity (JSON has neither, but Python's parsers accept them)."""
+    return next((name for name, value in p if isinstance(value, float) and not math.isfinite(value)), None)
 
 OpenAIRequest = ChatCompletionRequest | CompletionRequest
 OPENAI_RULES: tuple[Rule[OpenAIRequest], ...] = (

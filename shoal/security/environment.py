@@ -28,6 +28,10 @@ ALLOWED_NAMES = frozenset({
     "SHOAL_PREFIX_CACHE_ENTRIES", "SHOAL_PREFIX_CACHE_BLOCK", "SHOAL_SHUTDOWN_TIMEOUT", "SHOAL_PREFIX_AFFINITY_BOUND",
     # logs and tokenizer threads
     "LOG_LEVEL", "RUST_LOG", "VLLM_LOGGING_LEVEL", "TOKENIZERS_PARALLELISM",
+    # what the `sagemaker` SDK adds to every model's Environment (its inference-script names: shoal's engines
+    # and the LLM servers it runs read none of them)
+    "SAGEMAKER_PROGRAM", "SAGEMAKER_SUBMIT_DIRECTORY", "SAGEMAKER_CONTAINER_LOG_LEVEL", "SAGEMAKER_REGION",
+    "SAGEMAKER_MODEL_SERVER_WORKERS", "SAGEMAKER_MODEL_SERVER_TIMEOUT", "HF_TASK",
 })
 
 

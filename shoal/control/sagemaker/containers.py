@@ -3,6 +3,7 @@ Face container's convention) or ModelDataUrl (a local path) the model, Environme
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -14,7 +15,7 @@ from shoal.control.sagemaker import shapes
 from shoal.control.sagemaker.images import ImageError, engine_for, supported
 from shoal.control.sagemaker.plane import SageMakerPlane
 from shoal.control.sagemaker.protocol import validation
-from shoal.security.environment import check_names
+from shoal.security.environment import check_environment
 
 DEFAULT_STARTUP_TIMEOUT_S = 600
 _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -31,13 +32,13 @@ class Deployable:
 
 
 def deployable(image: str | None, model_data: str | None, env: dict[str, str], where: str,
-               data_field: str = "ModelDataUrl") -> Deployable:
+               data_field: str = "ModelDataUrl", also_allowed: Collection[str] = ()) -> Deployable:
     """Check a container (`where` names it in errors): an image shoal runs, a model on this machine, safe env."""
     if not image:
         raise validation(f"{where}.Image is required: shoal picks the engine from it. Supported: {supported()}.")
     try:
         engine = engine_for(image)
-        check_names(env)  # which names a component may set is the server's policy, at CreateInferenceComponent
+        check_environment(env, also_allowed)  # the server's list, and what its operator added (--allow-env)
     except (ImageError, ValueError) as exc:
         raise validation(str(exc)) from None
     if model_data:
@@ -59,16 +60,17 @@ def local_path(url: str, where: str) -> str:
     return url.removeprefix("file://")
 
 
-def model_container(model: dict) -> Deployable:
+def model_container(model: dict, also_allowed: Collection[str] = ()) -> Deployable:
     """The one container of a stored SageMaker model."""
     container = shapes.Container.model_validate(model.get("PrimaryContainer") or model["Containers"][0])
-    return container_deployable(container, "PrimaryContainer")
+    return container_deployable(container, "PrimaryContainer", also_allowed)
 
 
-def container_deployable(container: shapes.Container, where: str) -> Deployable:
+def container_deployable(container: shapes.Container, where: str, also_allowed: Collection[str] = ()) -> Deployable:
     if container.model_data_source and container.model_data_source.s3_data_source:
         local_path(container.model_data_source.s3_data_source.s3_uri, f"{where}.ModelDataSource.S3DataSource.S3Uri")
-    return deployable(container.image, container.model_data_url, container.environment, where)
+    return deployable(container.image, container.model_data_url, container.environment, where,
+                      also_allowed=also_allowed)
 
 
 def specified(plane: SageMakerPlane, spec: shapes.Specification) -> Deployable | None:
@@ -77,11 +79,12 @@ def specified(plane: SageMakerPlane, spec: shapes.Specification) -> Deployable |
         raise validation("BaseInferenceComponentName (adapter inference components) is not supported by shoal")
     if spec.model_name and spec.container:
         raise validation("Specification takes ModelName or Container, not both")
+    extra = plane.c.policy.extra_env
     if spec.model_name:
-        return model_container(plane.model(spec.model_name))
+        return model_container(plane.model(spec.model_name), extra)
     if spec.container:
         c = spec.container
-        return deployable(c.image, c.artifact_url, c.environment, "Specification.Container", "ArtifactUrl")
+        return deployable(c.image, c.artifact_url, c.environment, "Specification.Container", "ArtifactUrl", extra)
     return None
 
 

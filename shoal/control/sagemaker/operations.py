@@ -48,7 +48,7 @@ def create_model(plane: SageMakerPlane, caller: Caller, req: shapes.CreateModel)
     model_arn = arn(caller, "model", req.model_name)
     if plane.document(MODEL, req.model_name):
         raise validation(f"Cannot create already existing model \"{model_arn}\".")
-    container_deployable(*_the_container(req))
+    container_deployable(*_the_container(req), plane.c.policy.extra_env)
     plane.put_document(MODEL, req.model_name, _stored(req))
     return {"ModelArn": model_arn}
 
