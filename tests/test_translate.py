@@ -124,3 +124,40 @@ def test_engine_refusals_become_tgi_errors() -> None:
     assert (refused.status, refused.message, refused.error_type) == (422, "max_tokens is too large", "validation")
     assert engine_error(429, b"busy").status == 429
     assert engine_error(500, b"boom").error_type == "generation"
+
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+@pytest.mark.parametrize(("engine", "grammar", "fields"), [
+    ("vllm", {"type": "json", "value": SCHEMA}, {"structured_outputs": {"json": SCHEMA}}),
+    ("vllm", {"type": "regex", "value": "[0-9]+"}, {"structured_outputs": {"regex": "[0-9]+"}}),
+    ("vllm", {"type": "json_schema", "value": {"name": "c", "schema": SCHEMA}}, {"structured_outputs": {"json": SCHEMA}}),
+    ("sglang", {"type": "json_object", "value": orjson.dumps(SCHEMA).decode()},
+     {"json_schema": orjson.dumps(SCHEMA).decode()}),
+    ("sglang", {"type": "regex", "value": "(yes|no)"}, {"regex": "(yes|no)"}),
+    ("llama-server", {"type": "json", "value": SCHEMA}, {"json_schema": SCHEMA}),
+])
+def test_tgi_grammar_becomes_each_engines_constraint(engine: str, grammar: dict, fields: dict) -> None:
+    body = orjson.loads(call(engine, {"grammar": grammar, "max_new_tokens": 5}).payload())
+    assert {k: body[k] for k in fields} == fields
+
+
+@pytest.mark.parametrize(("engine", "grammar", "words"), [
+    ("llama-server", {"type": "regex", "value": "[0-9]+"}, "`grammar` of type `regex` is not supported"),
+    ("openai-server", {"type": "json", "value": SCHEMA}, "`grammar` of type `json` is not supported"),
+    ("vllm", {"type": "regex", "value": 5}, "`grammar.value` must be a regular expression"),
+    ("vllm", {"type": "json", "value": "{not json"}, "`grammar.value` is not a JSON Schema"),
+])
+def test_a_grammar_an_engine_cannot_take_is_422_naming_it(engine: str, grammar: dict, words: str) -> None:
+    with pytest.raises(ApiError, match=words) as err:
+        call(engine, {"grammar": grammar})
+    assert err.value.status == 422
+
+
+def test_logit_bias_and_adapters_where_engines_have_them() -> None:
+    assert orjson.loads(call("vllm", {"logit_bias": {"5": 1.0}}).payload())["logit_bias"] == {"5": 1.0}
+    with pytest.raises(ApiError, match="`logit_bias` is not supported by this inference component's engine"):
+        call("llama-server", {"logit_bias": {"5": 1.0}})
+    with pytest.raises(ApiError, match="`adapter_id` is not supported"):
+        call("vllm", {"adapter_id": "french"})

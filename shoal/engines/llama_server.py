@@ -26,6 +26,7 @@ from shoal.engines.base import (
 from shoal.engines.shoal_engine import check_gguf_model
 from shoal.engines.translate import (
     DEFAULT_MAX_NEW_TOKENS,
+    Constraint,
     Piece,
     error_text,
     extra_fields,
@@ -45,6 +46,9 @@ class LlamaCppCompletion:
 
     fields: dict[str, str | None]
     path: str = "/completion"
+
+    def constraint(self, c: Constraint) -> dict[str, Any] | None:
+        return {"json_schema": c.value} if c.kind == "json" else None  # llama.cpp's server has no regex field
 
     def payload(self, p: GenerateParameters, inputs: str, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": inputs, "n_predict": p.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
@@ -94,7 +98,7 @@ class LlamaServer(EngineKind):
     name = "llama-server"
     protocol = EngineProtocol.OPENAI
     dialect = LlamaCppCompletion({"top_k": "top_k", "repetition_penalty": "repeat_penalty", "typical_p": "typical_p",
-                                  "truncate": None})
+                                  "truncate": None, "logit_bias": None})
     description = "llama.cpp's C++ server (PyPI wheel xllamacpp; GGUF)"
     honoured = frozenset({"MAX_TOTAL_TOKENS", "MAX_BATCH_TOTAL_TOKENS", "MAX_BATCH_PREFILL_TOKENS",
                           "MAX_CONCURRENT_REQUESTS", "MAX_STOP_SEQUENCES", "MAX_TOP_N_TOKENS", "SM_NUM_GPUS",

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from shoal.engines.base import Deployment, Limits
 from shoal.engines.gpu_server import OpenAIGpuServer
-from shoal.engines.translate import OpenAICompletions
+from shoal.engines.translate import OpenAICompletions, sglang_constraint
 from shoal.launch import HOST, PORT, LaunchPlan, Slot
 
 
@@ -20,7 +20,8 @@ class Sglang(OpenAIGpuServer):
     name = "sglang"
     description = "SGLang's server (`python -m sglang.launch_server`; CUDA GPUs)"
     dialect = OpenAICompletions({"top_k": "top_k", "repetition_penalty": "repetition_penalty", "typical_p": None,
-                                 "truncate": None}, stop_field="matched_stop")
+                                 "truncate": None, "logit_bias": "logit_bias"}, stop_field="matched_stop",
+                                constrain=sglang_constraint)
     quantizations = {"awq": "awq", "gptq": "gptq", "bitsandbytes": "bitsandbytes", "bitsandbytes-nf4": "bitsandbytes",
                      "fp8": "fp8", "marlin": "marlin"}
 

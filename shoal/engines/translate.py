@@ -9,15 +9,15 @@ stop_sequence. Each engine kind that speaks OpenAI names its dialect (shoal.engi
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
 from shoal.errors import ApiError, validation_error
 from shoal.http import sse
-from shoal.protocol.requests import GenerateParameters, GenerateRequest
+from shoal.protocol.requests import GenerateParameters, GenerateRequest, Grammar
 from shoal.protocol.rules import check_parameters, is_sampling
 
 DEFAULT_MAX_NEW_TOKENS = 20  # TGI's
@@ -40,6 +40,34 @@ def token_json(token_id: int | None, text: str, logprob: float | None) -> dict[s
     return {"id": -1 if token_id is None else token_id, "text": text, "logprob": logprob, "special": False}
 
 
+@dataclass(frozen=True)
+class Constraint:
+    """TGI's `grammar`, as the dialects read it: `json` (a JSON Schema) or `regex` (a pattern)."""
+
+    kind: Literal["json", "regex"]
+    value: Any
+
+    @classmethod
+    def of(cls, grammar: Grammar) -> Constraint:
+        """TGI's types json / json_object (a schema, as an object or as JSON text), json_schema ({"schema"}),
+        regex; 422 when the value is not one."""
+        if grammar.type == "regex":
+            if not isinstance(grammar.value, str):
+                raise validation_error("`grammar.value` must be a regular expression (a string) for type `regex`")
+            return cls("regex", grammar.value)
+        value = grammar.value
+        if grammar.type == "json_schema":
+            value = value.get("schema") if isinstance(value, dict) else None
+        if isinstance(value, str):
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                raise validation_error("`grammar.value` is not a JSON Schema: it is not JSON") from None
+        if not isinstance(value, dict | bool):
+            raise validation_error(f"`grammar.value` must be a JSON Schema for type `{grammar.type}`")
+        return cls("json", value)
+
+
 class Dialect(Protocol):
     path: str
     # TGI parameter -> the engine's field; None: the engine has no such parameter
@@ -48,6 +76,25 @@ class Dialect(Protocol):
     def payload(self, p: GenerateParameters, inputs: str, stream: bool) -> dict[str, Any]: ...
 
     def piece(self, data: dict[str, Any]) -> Piece: ...
+
+    def constraint(self, c: Constraint) -> dict[str, Any] | None:
+        """The payload fields that constrain the output as `c` asks; None: this engine cannot."""
+        ...
+
+
+Constrain = Callable[[Constraint], "dict[str, Any] | None"]
+
+
+def unconstrained(_c: Constraint) -> dict[str, Any] | None:
+    return None  # an OpenAI server of unknown make: no known field for it
+
+
+def vllm_constraint(c: Constraint) -> dict[str, Any] | None:
+    return {"structured_outputs": {c.kind: c.value}}  # vLLM >= 0.12 (guided_json and guided_regex before)
+
+
+def sglang_constraint(c: Constraint) -> dict[str, Any] | None:
+    return {"json_schema": orjson.dumps(c.value).decode()} if c.kind == "json" else {"regex": c.value}
 
 
 def sampling_fields(p: GenerateParameters) -> dict[str, Any]:
@@ -71,17 +118,21 @@ def penalty_fields(p: GenerateParameters) -> dict[str, float]:
 def extra_fields(fields: dict[str, str | None], p: GenerateParameters) -> dict[str, Any]:
     """TGI parameters that the engine names its own way (already checked to exist there)."""
     values = {"top_k": p.top_k, "repetition_penalty": p.repetition_penalty, "typical_p": p.typical_p,
-              "truncate": p.truncate}
+              "truncate": p.truncate, "logit_bias": p.logit_bias}
     return {fields[k]: v for k, v in values.items() if v is not None and fields.get(k)}  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
 class OpenAICompletions:
-    """OpenAI's `/v1/completions`, with the extra sampling fields vLLM and SGLang accept."""
+    """OpenAI's `/v1/completions`, with the extra sampling and constraint fields vLLM and SGLang accept."""
 
     fields: dict[str, str | None]
     stop_field: str | None  # where the engine says which stop string ended a choice
+    constrain: Constrain = unconstrained  # TGI's grammar in the engine's fields
     path: str = "/v1/completions"
+
+    def constraint(self, c: Constraint) -> dict[str, Any] | None:
+        return self.constrain(c)
 
     def payload(self, p: GenerateParameters, inputs: str, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": inputs, "max_tokens": p.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
@@ -123,7 +174,7 @@ def _openai_logprobs(lp: dict[str, Any] | None) -> tuple[list[dict[str, Any]], l
 
 
 OPENAI_FIELDS: dict[str, str | None] = {"top_k": None, "repetition_penalty": None, "typical_p": None,
-                                        "truncate": None}
+                                        "truncate": None, "logit_bias": "logit_bias"}
 GENERIC_OPENAI = OpenAICompletions(OPENAI_FIELDS, stop_field="stop_reason")  # any OpenAI server
 
 
@@ -149,12 +200,14 @@ class TgiCall:
         self.dialect = dialect
         check_parameters(self.p, limits, self.stream)
         self._refuse_untranslatable()
+        self.constrained = self._constraint()
 
     def _refuse_untranslatable(self) -> None:
         p = self.p
         asked = {"top_k": p.top_k is not None, "typical_p": p.typical_p is not None, "truncate": p.truncate is not None,
-                 "repetition_penalty": p.repetition_penalty not in (None, 1.0),
-                 "decoder_input_details": p.decoder_input_details, "watermark": p.watermark}
+                 "repetition_penalty": p.repetition_penalty not in (None, 1.0), "logit_bias": bool(p.logit_bias),
+                 "decoder_input_details": p.decoder_input_details, "watermark": p.watermark,
+                 "adapter_id": p.adapter_id is not None}
         for name, wanted in asked.items():
             if wanted and not self.dialect.fields.get(name):
                 raise validation_error(f"`{name}` is not supported by this inference component's engine "
@@ -162,12 +215,22 @@ class TgiCall:
         if not self.inputs:
             raise validation_error("`inputs` cannot be empty")
 
+    def _constraint(self) -> dict[str, Any]:
+        """The engine's fields for TGI's `grammar`, or 422 naming it where the engine has none for its type."""
+        if self.p.grammar is None:
+            return {}
+        constraint = Constraint.of(self.p.grammar)
+        if (fields := self.dialect.constraint(constraint)) is None:
+            raise validation_error(f"`grammar` of type `{self.p.grammar.type}` is not supported by this inference "
+                                   f"component's engine ({self.engine})")
+        return fields
+
     @property
     def path(self) -> str:
         return self.dialect.path
 
     def payload(self) -> bytes:
-        return orjson.dumps(self.dialect.payload(self.p, self.inputs, self.stream))
+        return orjson.dumps({**self.dialect.payload(self.p, self.inputs, self.stream), **self.constrained})
 
     # -- answers -------------------------------------------------------------------------
     def answer(self, raw: bytes) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from shoal.engines.base import ECR, Deployment, ImageFamily, Limits, program
 from shoal.engines.gpu_server import OpenAIGpuServer
-from shoal.engines.translate import OpenAICompletions
+from shoal.engines.translate import OpenAICompletions, vllm_constraint
 from shoal.launch import HOST, PORT, LaunchPlan, Slot
 
 BLOCK_TOKENS = 16
@@ -32,7 +32,8 @@ class Vllm(OpenAIGpuServer):
                     re.compile(r"^((docker\.io/)?vllm/vllm-openai|" + ECR[1:] + r"vllm)([:@]|$)")),
     )
     dialect = OpenAICompletions({"top_k": "top_k", "repetition_penalty": "repetition_penalty", "typical_p": None,
-                                 "truncate": "truncate_prompt_tokens"}, stop_field="stop_reason")
+                                 "truncate": "truncate_prompt_tokens", "logit_bias": "logit_bias"},
+                                stop_field="stop_reason", constrain=vllm_constraint)
     quantizations = {"awq": "awq", "gptq": "gptq", "bitsandbytes": "bitsandbytes", "bitsandbytes-nf4": "bitsandbytes",
                      "fp8": "fp8", "marlin": "marlin", "compressed-tensors": "compressed-tensors"}
 
