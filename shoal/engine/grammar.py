@@ -150,7 +150,7 @@ class Grammars:
         tokenizer = self.tokenizer
         try:
             grammar = spec.llguidance()
-        except (ValueError, TypeError) as exc:  # a schema llguidance cannot read at all
+        except (ValueError, TypeError, RuntimeError) as exc:  # a schema llguidance cannot read at all
             raise GrammarError(str(exc)) from None
         failed, messages = llg.LLMatcher.validate_grammar_with_warnings(grammar, tokenizer)
         if failed:
