@@ -135,7 +135,11 @@ def tokens_per_s(answers: list[dict[str, Any]], seconds: float, peer: bool = Fal
     return total / seconds
 
 
-def main(runs: int = 3, max_new_tokens: int = 384, out: Path = Path("docs/results/structured_output.json")) -> None:
+def main(runs: int = 3, max_new_tokens: int = 384, cost_max_new_tokens: int = 0, check_validity: bool = True,
+         one_stream: bool = True, out: Path = Path("docs/results/structured_output.json")) -> None:
+    """`cost_max_new_tokens`: cap of the cost runs (0: `max_new_tokens`); `--no-check-validity` and
+    `--no-one-stream` skip those parts (a shorter run)."""
+    cap = cost_max_new_tokens or max_new_tokens
     out.parent.mkdir(parents=True, exist_ok=True)
     compile_s = compile_times()
     console.print(f"compile p50 {statistics.median(compile_s) * 1e3:.2f} ms, max {max(compile_s) * 1e3:.2f} ms")
@@ -150,19 +154,24 @@ def main(runs: int = 3, max_new_tokens: int = 384, out: Path = Path("docs/result
                   peer_port, logs / "peer.log")
     base, peer_base = f"http://127.0.0.1:{shoal_port}", f"http://127.0.0.1:{peer_port}"
     try:
-        valid = validity(base, max_new_tokens)
         names16 = list(SCHEMAS)[:16]
         names1 = names16[:4]
-        twins = dict(zip(list(SCHEMAS), valid["greedy"]["tokens"]))  # what each constrained request generates
+        if check_validity:
+            valid = validity(base, max_new_tokens)
+            twins = dict(zip(list(SCHEMAS), valid["greedy"]["tokens"]))  # what each constrained request generates
+        else:
+            valid = {}
+            answers, _ = asyncio.run(_gather(f"{base}/generate", shoal_bodies(names16, cap, True), 16))
+            twins = {n: a["details"]["generated_tokens"] for n, a in zip(names16, answers)}
 
         def shoal_run(names: list[str], constrained: bool, concurrency: int) -> float:
-            counts = [max(1, twins[n]) for n in names]
+            counts = [min(max(1, twins[n]), cap) for n in names]
             answers, seconds = asyncio.run(_gather(f"{base}/generate", shoal_bodies(
                 names, counts, constrained), concurrency))
             return tokens_per_s(answers, seconds)
 
         def peer_run() -> float:
-            bodies = [{"prompt": prompt(SCHEMAS[n]), "n_predict": max_new_tokens, "temperature": 0,
+            bodies = [{"prompt": prompt(SCHEMAS[n]), "n_predict": cap, "temperature": 0,
                        "json_schema": SCHEMAS[n], "cache_prompt": True} for n in names16]
             answers, seconds = asyncio.run(_gather(f"{peer_base}/completion", bodies, 16))
             peer_answers.extend(zip(names16, answers))
@@ -172,6 +181,8 @@ def main(runs: int = 3, max_new_tokens: int = 384, out: Path = Path("docs/result
         systems = {"free-1": lambda: shoal_run(names1, False, 1), "constrained-1": lambda: shoal_run(names1, True, 1),
                    "free-16": lambda: shoal_run(names16, False, 16),
                    "constrained-16": lambda: shoal_run(names16, True, 16), "peer-16": peer_run}
+        if not one_stream:
+            del systems["free-1"], systems["constrained-1"]
         for run in systems.values():  # warm-up
             run()
         samples: dict[str, list[float]] = {name: [] for name in systems}
@@ -205,8 +216,9 @@ def report(compile_s: list[float], valid: dict[str, Any], samples: dict[str, lis
     for col in ("streams", "unconstrained", "constrained", "constrained / unconstrained", "llama-server json_schema",
                 "shoal / llama-server"):
         table.add_column(col, justify="right")
-    table.add_row("1", f"{med['free-1']:.1f}", f"{med['constrained-1']:.1f}",
-                  f"{med['constrained-1'] / med['free-1']:.0%}", "", "")
+    if "free-1" in med:
+        table.add_row("1", f"{med['free-1']:.1f}", f"{med['constrained-1']:.1f}",
+                      f"{med['constrained-1'] / med['free-1']:.0%}", "", "")
     table.add_row("16", f"{med['free-16']:.1f}", f"{med['constrained-16']:.1f}",
                   f"{med['constrained-16'] / med['free-16']:.0%}", f"{med['peer-16']:.1f}",
                   f"{med['constrained-16'] / med['peer-16']:.2f}x")
