@@ -245,16 +245,19 @@ def deploy(
     engine_command: Annotated[Optional[str], typer.Option(
         help="For --engine command: the command line ({host} {port} {model} {threads} {accelerators})")] = None,
     engine_protocol: Annotated[Optional[str], typer.Option(help="For --engine command: tgi or openai")] = None,
+    adapter_of: Annotated[Optional[str], typer.Option(
+        help="MODEL is a LoRA adapter (a GGUF file, or one shoal ships) that this component's copies serve")] = None,
     url: Url = f"http://127.0.0.1:{DEFAULT_PORT}",
 ) -> None:
-    """Deploy a model as an inference component and wait until it serves."""
+    """Deploy a model as an inference component and wait until it serves (or, with --adapter-of, an adapter of
+    a deployed component)."""
     from shoal.sdk import Model, ResourceRequirements, Session
 
     limits = {"memory": max_memory} if max_memory else None
     resources = ResourceRequirements({"copies": copies, "num_accelerators": accelerators, "num_cpus": cpus,
                                       "memory": memory}, limits)
     predictor = Model(model, env=dict(_pairs(env or [])), name=name, session=Session(url), engine=engine,
-                      engine_command=engine_command, engine_protocol=engine_protocol).deploy(
+                      engine_command=engine_command, engine_protocol=engine_protocol, adapter_of=adapter_of).deploy(
         endpoint, instance_type, instance_count, resources, startup_timeout, routing)
     _show_component(predictor.describe())
 
@@ -275,8 +278,9 @@ def list_all(url: Url = f"http://127.0.0.1:{DEFAULT_PORT}") -> None:
         for c in comps:
             table.add_row(spec["name"], f"{spec['instance_type']} x{spec['instance_count']}", spec["routing"],
                           *(("", "", "", "", ep["status"], "") if c is None else (
-                              c["spec"]["name"], c["spec"]["model_id"], c["spec"]["engine"], _copies(c),
-                              c["status"], _last_scaling(c))))
+                              c["spec"]["name"], c["spec"]["model_id"],
+                              f"adapter of {c['spec']['base']}" if c["spec"].get("base") else c["spec"]["engine"],
+                              "-" if c["spec"].get("base") else _copies(c), c["status"], _last_scaling(c))))
     table_console().print(table)
 
 
@@ -310,8 +314,14 @@ def _show_component(view: dict) -> None:
     spec = view["spec"]
     reason = f" ({view['reason']})" if view.get("reason") else ""
     console = table_console()
+    if spec.get("base"):
+        console.print(f"[bold]{spec['name']}[/bold] on {spec['endpoint']}: adapter {spec['model_id']} of "
+                      f"{spec['base']} (its copies serve it), {view['status']}{reason}")
+        return
     console.print(f"[bold]{spec['name']}[/bold] on {spec['endpoint']}: {spec['model_id']} "
                   f"(engine {spec['engine']}), {view['status']}{reason}")
+    if view.get("adapters"):
+        console.print(f"adapters: {', '.join(view['adapters'])}", markup=False)
     if auto := view.get("autoscaling"):
         console.print(f"copies: {_copies(view)} in service/desired; autoscaling {auto['min_copies']}-"
                       f"{auto['max_copies']} copies, {', '.join(auto['targets']) or 'no target tracking'}"

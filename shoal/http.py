@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import re
 import signal
@@ -121,6 +122,21 @@ def body_deadline(timeout_s: float) -> Callable[[web.Request, Handler], Awaitabl
     return read_in_time
 
 
+def bearer_only(token: str, open_paths: frozenset[str] = frozenset({"/health", "/ping"})
+                ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """A middleware: every route but `open_paths` answers only `Authorization: Bearer <token>` (a copy's
+    credential, which only its gateway holds); 401 before the body is read."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        if request.path not in open_paths and not hmac.compare_digest(given, expected):
+            return error_response(ApiError(401, "this copy answers only its gateway", "unauthorized"))
+        return await handler(request)
+    return check
+
+
 async def serve(app: web.Application, host: str, port: int, shutdown_timeout_s: float = 60.0,
                 timeouts: Timeouts | None = None, ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
     """Start `app` on host:port; a client that disconnects cancels its handler (frees its slot).
@@ -141,7 +157,7 @@ class SafeFormatter(logging.Formatter):
     """Log lines that a request cannot forge: control characters and line breaks in a message (a path, a
     header) are written escaped; tracebacks keep their lines."""
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+    def formatMessage(self, record: logging.LogRecord) -> str:
         text = super().formatMessage(record)
         return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 

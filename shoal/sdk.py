@@ -99,17 +99,20 @@ def component_name_for(model_id: str) -> str:
 
 class Model:
     """A model to deploy; `engine` picks what each copy runs: shoal (built-in), llama-server, vllm, sglang,
-    tgi, or command (with `engine_command`, on a server started with --allow-command-engine)."""
+    tgi, or command (with `engine_command`, on a server started with --allow-command-engine). With
+    `adapter_of`, `model_id` is a LoRA adapter (a GGUF file, or one shoal ships) that every copy of that
+    component serves: an adapter inference component, invoked by its own name."""
 
     def __init__(self, model_id: str, env: dict[str, str] | None = None, name: str | None = None,
                  session: Session | None = None, engine: str = "shoal", engine_command: str | None = None,
-                 engine_protocol: str | None = None) -> None:
+                 engine_protocol: str | None = None, adapter_of: str | None = None) -> None:
         self.model_id = model_id
         self.env = dict(env or {})
         self.name = name or component_name_for(model_id)
         self.session = session or Session()
         options = {"command": engine_command, "protocol": engine_protocol}
         self.engine = {"Engine": engine, "EngineOptions": {k: v for k, v in options.items() if v is not None}}
+        self.adapter_of = adapter_of
 
     def deploy(self, endpoint_name: str, instance_type: str = "local", initial_instance_count: int = 1,
                resources: ResourceRequirements | None = None, container_startup_health_check_timeout: int = 600,
@@ -125,11 +128,14 @@ class Model:
             if exc.status != 409:  # an existing endpoint is shared by several components
                 raise
         name = inference_component_name or self.name
-        self.session.call("POST", "/api/inference-components", {
-            "InferenceComponentName": name, "EndpointName": endpoint_name, "ModelId": self.model_id,
-            "Environment": self.env, "ComputeResourceRequirements": resources.compute,
-            "ContainerStartupHealthCheckTimeoutInSeconds": container_startup_health_check_timeout,
-            "CopyCount": resources.copies, **{k: v for k, v in self.engine.items() if v is not None}})
+        spec = {"InferenceComponentName": name, "EndpointName": endpoint_name, "ModelId": self.model_id}
+        if self.adapter_of:
+            spec["BaseInferenceComponentName"] = self.adapter_of
+        else:
+            spec.update({"Environment": self.env, "ComputeResourceRequirements": resources.compute,
+                         "ContainerStartupHealthCheckTimeoutInSeconds": container_startup_health_check_timeout,
+                         "CopyCount": resources.copies, **{k: v for k, v in self.engine.items() if v is not None}})
+        self.session.call("POST", "/api/inference-components", spec)
         predictor = Predictor(endpoint_name, name, self.session)
         if wait:
             predictor.wait(timeout_s=container_startup_health_check_timeout + 30)

@@ -2,6 +2,7 @@
 and kept closed (issue 22): over real sockets and HTTP, with boto3's and botocore's own signer."""
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
 import json
 import socket
@@ -142,6 +143,44 @@ def test_a_copy_gets_its_component_environment_not_the_servers_secrets(server: t
     assert "SHOAL_API_KEYS" not in env and "OPERATOR_PASSWORD" not in env
     assert env["PLAIN_SETTING"] == "kept" and env["OPENAI_API_KEY"] == "sk-component-secret"
     assert secret(keys["admin"]) not in json.dumps(env)
+
+
+def test_a_copy_answers_only_its_gateway(server: tuple[str, Path], keys: dict) -> None:
+    """A copy's port refuses anyone without the copy's credential (any local user could reach it), its health
+    route aside; the gateway, which holds the credential, is answered."""
+    url, _ = server
+    address = _copy(url, keys, "gemma")["address"]
+    direct = httpx.post(f"{address}/generate", json={"inputs": "x", "parameters": {"max_new_tokens": 2}})
+    assert (direct.status_code, direct.json()["error_type"]) == (401, "unauthorized")
+    forged = httpx.get(f"{address}/metrics", headers={"Authorization": f"Bearer {secret(keys['admin'])}"})
+    assert forged.status_code == 401
+    assert httpx.get(f"{address}/health").status_code == 200
+    through = httpx.post(f"{url}/endpoints/hard/invocations", json=BODY,
+                         headers={**_admin(keys), "X-Amzn-SageMaker-Inference-Component": "gemma"})
+    assert through.status_code == 200, through.text
+
+
+def test_a_huge_tokenize_neither_stalls_the_copy_nor_gets_it_restarted(server: tuple[str, Path], keys: dict) -> None:
+    """Tokenizing happens off the copy's event loop: health checks keep answering while 1.9 MB is tokenized
+    (what the gateway would send it; the copy's body limit is TGI's 2 MB payload limit), and it is not restarted."""
+    url, _ = server
+    before = _copy(url, keys, "gemma")
+    gateway = {"Authorization": f"Bearer {psutil.Process(before['pid']).environ()['SHOAL_COPY_TOKEN']}"}
+    big = {"inputs": "The quick brown fox jumps over the lazy dog. " * 42_000}
+    with cf.ThreadPoolExecutor(1) as pool:
+        tokenized = pool.submit(httpx.post, f"{before['address']}/tokenize", json=big, timeout=120, headers=gateway)
+        slowest = 0.0
+        while not tokenized.done():
+            started = time.monotonic()
+            assert httpx.get(f"{before['address']}/health", timeout=5).status_code == 200
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.1)
+    assert tokenized.result().status_code == 200 and len(tokenized.result().json()) > 400_000
+    assert slowest < 1.0
+    too_big = httpx.post(f"{before['address']}/tokenize", json={"inputs": "x" * 2_100_000}, headers=gateway)
+    assert too_big.status_code == 413
+    after = _copy(url, keys, "gemma")
+    assert (after["id"], after["restarts"]) == (before["id"], before["restarts"])
 
 
 # 7. SigV4 signs this body, for this service --------------------------------------------------------------------

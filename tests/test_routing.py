@@ -15,6 +15,7 @@ from shoal.gateway.admission import Admission
 from shoal.gateway.context import RequestContext, parse_json_object
 from shoal.gateway.pool import Backend, PoolConfig, RoutingTable
 from shoal.gateway.routing import STRATEGIES, Router, build_router
+from shoal.gateway.routing.adapter_affinity import AdapterAffinity
 from shoal.gateway.routing.least_outstanding import LeastOutstanding
 from shoal.gateway.routing.power_of_two import PowerOfTwo
 from shoal.gateway.routing.prefix_affinity import BOUND_ENV, PrefixAffinity
@@ -27,6 +28,7 @@ class Ask:
     """A request as a strategy reads it."""
 
     prefix_key: bytes | None = None
+    adapter: str | None = None
 
 
 def replicas(*loads: int) -> list[Backend]:
@@ -177,6 +179,28 @@ def test_every_strategy_is_buildable_and_picks_one_of_the_candidates() -> None:
         router = build_router(name, "c", {})
         picks = {route(router, candidates, b"key").id for _ in range(20)}
         assert picks and picks <= {"c-0", "c-1"}, (name, picks)
+
+
+def test_adapter_affinity_spreads_adapters_keeps_each_on_few_copies_and_spills_past_the_bound() -> None:
+    router = AdapterAffinity(bound=2)
+    copies = replicas(0, 0)
+
+    def send(adapter: str | None) -> Backend:
+        pick = router.choose(Ask(adapter=adapter), copies)
+        router.sent(pick)
+        pick.copy.in_flight += 1
+        return pick.copy
+
+    homes = {adapter: send(adapter) for adapter in ("french", "pirate", "caps", "list")}
+    assert [c.id for c in homes.values()].count("c-0") == 2  # one adapter group per copy, in turn: 2 each
+    for adapter, home in homes.items():  # while they run, more of the same adapter join them
+        assert send(adapter) is home
+    busy = homes["french"]
+    other = next(c for c in copies if c is not busy)
+    busy.in_flight, other.in_flight = 6, 0  # past the bound: the next french request spills
+    assert send("french") is other
+    busy.in_flight = other.in_flight = 3  # within the bound again: back to the copy with more french in flight
+    assert send("french") is busy
 
 
 def test_the_load_bound_comes_from_the_component_else_the_server(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -91,7 +91,7 @@ OPENAI_REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "reasoning_effort": ({"reasoning_effort": "low"}, "chat"),
     "web_search_options": ({"web_search_options": {}}, "chat"),
 }
-TGI_REFUSED: dict[str, dict[str, Any]] = {"watermark": {"watermark": True}, "adapter_id": {"adapter_id": "lora"}}
+TGI_REFUSED: dict[str, dict[str, Any]] = {"watermark": {"watermark": True}}
 
 
 def test_every_rule_in_the_tables_has_a_case() -> None:

@@ -106,7 +106,7 @@ class Controller:
         """Re-create what the store says should run (after a restart of the server)."""
         for spec in self.store.endpoints():
             self._open_endpoint(spec)
-        for comp in self.store.components():
+        for comp in sorted(self.store.components(), key=lambda c: c.is_adapter):  # bases before their adapters
             if comp.endpoint in self.endpoints:
                 self._adopt(comp)
 
@@ -142,7 +142,9 @@ class Controller:
         if members and not cascade:
             raise conflict(f"Endpoint \"{name}\" still has inference components "
                            f"({', '.join(c.spec.name for c in members)}); delete them first or cascade.")
-        await asyncio.gather(*(self.delete_component(c.spec.name) for c in members))
+        for adapters_first in (True, False):  # a base goes after its adapters
+            await asyncio.gather(*(self.delete_component(c.spec.name) for c in members
+                                   if c.spec.is_adapter == adapters_first))
         self.endpoints.pop(name, None)
         self.table.drop_endpoint(name)
         self.store.delete_endpoint(name)
@@ -191,10 +193,12 @@ class Controller:
 
     def component_view(self, name: str) -> ComponentView:
         comp = self.component(name)
+        if comp.spec.is_adapter:
+            return ComponentView(spec=comp.redacted_spec(), status=self._adapter_status(comp), reason=comp.failure)
         view = comp.view([r.view(self.table.in_flight(name, r.id)) for r in comp.replicas + comp.incoming])
         serving = sum(r.status == CopyStatus.IN_SERVICE for r in comp.replicas)
         return view.model_copy(update={"desired_copies": len(comp.replicas), "current_copies": serving,
-                                       "draining_copies": len(comp.leaving)})
+                                       "draining_copies": len(comp.leaving), "adapters": list(comp.adapters)})
 
     def list_components(self, endpoint: str | None = None) -> list[ComponentView]:
         return [self.component_view(name) for name, c in self.components.items() if endpoint in (None, c.spec.endpoint)]
@@ -212,6 +216,11 @@ class Controller:
         self._endpoint(spec.endpoint)
         if spec.name in self.components:
             raise conflict(f"Cannot create already existing inference component \"{spec.name}\".")
+        if spec.is_adapter:
+            self._adapter_artifact(spec)
+            self.store.put_component(spec)
+            self._adopt(spec)
+            return self.component_view(spec.name)
         self.check_engine(spec)
         slots = self._place(spec.endpoint, spec.name, spec, spec.copies)
         self.store.put_component(spec)
@@ -220,6 +229,12 @@ class Controller:
 
     def _adopt(self, spec: ComponentSpec, slots: list[Slot] | None = None) -> Component:
         comp = self.components[spec.name] = Component(spec)
+        if spec.is_adapter:
+            try:
+                self._attach_adapter(comp, self._adapter_artifact(spec))
+            except ApiError as exc:  # restoring: its base or its file may be gone
+                comp.failure = exc.message
+            return comp
         try:
             self._publish(comp)
             if slots is None:  # restoring: the machine, the model or the engine may have changed since
@@ -243,7 +258,8 @@ class Controller:
             raise invalid(str(exc)) from None
         config = PoolConfig(name=spec.name, endpoint=spec.endpoint, model_id=spec.model_id, engine=spec.engine,
                             adapter=kind.adapter(d), limits=limits,
-                            routing_settings={k: v for k, v in spec.env.items() if k.startswith("SHOAL_")})
+                            routing_settings={k: v for k, v in spec.env.items() if k.startswith("SHOAL_")},
+                            adapters=tuple(comp.adapters))
         self.table.publish(config, lambda: comp.status.value, lambda copy_id: self._suspect(comp, copy_id))
 
     def _suspect(self, comp: Component, copy_id: str) -> None:
@@ -299,6 +315,9 @@ class Controller:
         comp = self.component(name)
         if comp.status == Status.DELETING:
             raise conflict(f"Inference component \"{name}\" is being deleted.")
+        if comp.spec.is_adapter:
+            raise invalid(f"{name} is an adapter inference component: it has no copies or settings of its own "
+                          f"(its base {comp.spec.base} has)")
         return comp
 
     def _check_protocol(self, old: ComponentSpec, new: ComponentSpec) -> None:
@@ -377,7 +396,7 @@ class Controller:
         copies in service first, then as many old ones drained and stopped. What went wrong, or None."""
         fresh: list[Replica] = []
         try:
-            while stale := [r for r in comp.replicas if not same_launch(r.spec, spec)]:
+            while stale := [r for r in comp.replicas if not self._runs(r, spec, comp)]:
                 fresh, short = self._trials(comp, spec, min(batch.of(comp.spec.copies), len(stale)))
                 if not fresh:  # no room beside the old copies: retire one first (capacity dips by a copy)
                     await self._retire_now(comp, stale[:1])
@@ -400,6 +419,13 @@ class Controller:
                 asyncio.create_task(self._drop(comp, fresh))
             raise
         return None
+
+    @staticmethod
+    def _runs(replica: Replica, spec: ComponentSpec, comp: Component) -> bool:
+        """The copy runs `spec`, with the component's adapters where its engine loads them only at start."""
+        if not same_launch(replica.spec, spec):
+            return False
+        return engine_kind(spec.engine).loads_adapters_live or replica.adapters == tuple(comp.adapters.items())
 
     def _trials(self, comp: Component, spec: ComponentSpec, count: int) -> tuple[list[Replica], str]:
         """Start up to `count` copies of `spec` beside the current ones, as many as there is room for; and
@@ -431,10 +457,75 @@ class Controller:
         await asyncio.gather(*(self.supervisor.stop(comp, r, drain=True) for r in replicas))
         comp.incoming = [r for r in comp.incoming if r not in replicas]
 
+    # -- adapters (LoRA): components without copies, served by every copy of their base ---------------------------
+    def _adapter_base(self, spec: ComponentSpec) -> Component:
+        base = self.components.get(spec.base or "")
+        if base is None:
+            raise invalid(f"Could not find base inference component \"{spec.base}\" (BaseInferenceComponentName).")
+        if base.spec.endpoint != spec.endpoint:
+            raise invalid(f"The base inference component {base.spec.name} is on endpoint {base.spec.endpoint}, not "
+                          f"{spec.endpoint}: an adapter must be on its base's endpoint.")
+        if base.spec.is_adapter:
+            raise invalid(f"{base.spec.name} is an adapter inference component: an adapter's base must run a model.")
+        return base
+
+    def _adapter_artifact(self, spec: ComponentSpec) -> str:
+        """The adapter's file as its base's engine will load it (400 saying why it cannot)."""
+        base = self._adapter_base(spec)
+        try:
+            return engine_kind(base.spec.engine).check_adapter(spec.model_id, self.policy)
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+
+    def _attach_adapter(self, comp: Component, artifact: str) -> None:
+        base = self._adapter_base(comp.spec)
+        base.adapters[comp.spec.name] = artifact
+        self.table.add_adapter(comp.spec.name, base.spec.name)
+        self._publish(base)
+        self._adapters_changed(base)
+
+    def _detach_adapter(self, comp: Component) -> None:
+        self.table.remove_adapter(comp.spec.name)
+        if (base := self.components.get(comp.spec.base or "")) is not None:
+            base.adapters.pop(comp.spec.name, None)
+            self._publish(base)
+            self._adapters_changed(base)
+
+    def _adapters_changed(self, base: Component) -> None:
+        """The base's copies serve its adapters as they are now: a running copy loads or drops them where its
+        engine can (the built-in one), else the copies are replaced one at a time, the new ones loading them."""
+        if engine_kind(base.spec.engine).loads_adapters_live:
+            for replica in base.replicas + base.incoming:
+                if replica.status == CopyStatus.IN_SERVICE:
+                    asyncio.create_task(self.supervisor.sync_adapters(base, replica))
+        elif base.replicas and base.status != Status.DELETING:
+            self._begin_roll(base, base.spec, RollingPolicy())
+
+    def _adapter_status(self, comp: Component) -> Status:
+        """An adapter has no copies of its own: InService once every copy of its base in service serves it
+        (a copy loads it, or is replaced by one that does), else its base's status."""
+        base = self.components.get(comp.spec.base or "")
+        if comp.phase == Status.DELETING:
+            return Status.DELETING
+        if comp.failure or base is None:
+            return Status.FAILED
+        serving = [r for r in base.replicas if r.status == CopyStatus.IN_SERVICE]
+        if serving and base.status != Status.FAILED:
+            loaded = all(comp.spec.name in dict(r.adapters) for r in serving)
+            return Status.IN_SERVICE if loaded else Status.CREATING
+        return base.status
+
+    def adapters_of(self, name: str) -> list[str]:
+        """The adapter components of `name` (those being deleted aside)."""
+        return [n for n, c in self.components.items() if c.spec.base == name and c.deletion is None]
+
     # -- deleting -----------------------------------------------------------------------
     def start_delete(self, name: str) -> asyncio.Task[None]:
         """Begin deleting a component (status Deleting at once); the task drains and stops its copies."""
         comp = self.component(name)
+        if comp.deletion is None and (adapters := self.adapters_of(name)):
+            raise invalid(f"Inference component {name} is the base of adapter inference components "
+                          f"({', '.join(adapters)}); delete them first.")
         if comp.deletion is None:
             comp.phase = Status.DELETING
             if comp.rolling:
@@ -447,6 +538,8 @@ class Controller:
 
     async def _delete(self, comp: Component) -> None:
         name = comp.spec.name
+        if comp.spec.is_adapter:
+            self._detach_adapter(comp)
         await asyncio.gather(*(self.supervisor.stop(comp, r, drain=True) for r in comp.replicas + comp.incoming))
         self.components.pop(name, None)
         self.table.close_pool(name)

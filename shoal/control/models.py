@@ -68,6 +68,22 @@ class ComponentSpec(_Spec):
     engine: str = Field(DEFAULT_ENGINE, alias="Engine", json_schema_extra={"enum": list(ENGINES)})
     # The engine kind's own options (EngineKind.options), e.g. the `command` engine's command line.
     engine_options: dict[str, str] = Field(default_factory=dict, alias="EngineOptions")
+    # An adapter component: a LoRA adapter (ModelId: its GGUF file, or an adapter shoal ships) that every copy
+    # of this base component serves; it has no copies, compute or engine of its own.
+    base: str | None = Field(None, pattern=NAME_PATTERN, alias="BaseInferenceComponentName")
+
+    @model_validator(mode="after")
+    def _adapters_have_no_copies(self) -> ComponentSpec:
+        if self.base is not None:
+            if self.copies and "copies" in self.model_fields_set:
+                raise ValueError(f"an adapter has no copies of its own: every copy of {self.base} serves it "
+                                 f"(leave CopyCount out, or 0)")
+            self.copies = 0
+        return self
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.base is not None
 
     @model_validator(mode="before")
     @classmethod
@@ -133,6 +149,7 @@ class ComponentView(BaseModel):
     desired_copies: int = 0  # copies asked for (CopyCount), starting ones included
     current_copies: int = 0  # copies in service
     draining_copies: int = 0  # scaled in, finishing their requests
+    adapters: list[str] = []  # its adapter inference components (LoRA), which its copies serve
     autoscaling: AutoscalingView | None = None  # its policy and last scaling activity, if it has one
 
     model_config = ConfigDict(arbitrary_types_allowed=True)

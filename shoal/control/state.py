@@ -23,6 +23,7 @@ class Replica:
     status: CopyStatus = CopyStatus.STARTING
     handle: RunningCopy | None = None
     health_path: str = "/health"  # the engine's readiness route
+    adapters: tuple[tuple[str, str], ...] = ()  # the LoRA adapters it was started with, or has loaded since
     token: str = field(default="", repr=False)  # the copy's credential (shoal.engines.base.with_credential)
     restarts: int = 0
     reason: str | None = None
@@ -62,6 +63,7 @@ class Component:
     rolled_back: str | None = None  # why the last update was rolled back
     leaving: list[Replica] = field(default_factory=list)  # scaled in, draining: they still hold their slots
     incoming: list[Replica] = field(default_factory=list)  # a rolling update's new copies, not yet serving
+    adapters: dict[str, str] = field(default_factory=dict)  # its adapter components: name -> artifact, in order
 
     @property
     def status(self) -> Status:

@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -99,7 +99,9 @@ class Supervisor:
         """The copy's process, with a credential of its own (new at each start) that only the gateway presents."""
         kind = engine_kind(replica.spec.engine)
         replica.token = secrets.token_urlsafe(24)
-        plan = kind.with_credential(kind.launch_plan(replica.spec.deployment(), replica.slot), replica.token)
+        replica.adapters = tuple(comp.adapters.items())
+        deployment = replace(replica.spec.deployment(), adapters=replica.adapters)
+        plan = kind.with_credential(kind.launch_plan(deployment, replica.slot), replica.token)
         replica.health_path = plan.health_path
         return CopyLaunch(replica.id, plan, replica.slot, self.log_path(replica), instance_type)
 
@@ -107,9 +109,31 @@ class Supervisor:
         assert replica.handle is not None
         replica.status, replica.reason = CopyStatus.IN_SERVICE, None
         replica.suspect.clear()
-        limit = engine_kind(replica.spec.engine).copy_concurrency(replica.spec.deployment())
-        self.table.add_backend(comp.spec.name, replica.id, replica.handle.address, limit, replica.token)
+        kind = engine_kind(replica.spec.engine)
+        self.table.add_backend(comp.spec.name, replica.id, replica.handle.address,
+                               kind.copy_concurrency(replica.spec.deployment()), replica.token)
         log.info("%s in service at %s", replica.id, replica.address)
+        if kind.loads_adapters_live and replica.adapters != tuple(comp.adapters.items()):
+            asyncio.create_task(self.sync_adapters(comp, replica))  # adapters that came or went while it started
+
+    async def sync_adapters(self, comp: Component, replica: Replica) -> None:
+        """Have a running copy serve the component's adapters as they are now (the built-in engine loads them
+        beside the requests it runs: PUT /adapters with the whole set)."""
+        wanted = tuple(comp.adapters.items())
+        if replica.handle is None:
+            return
+        try:
+            answer = await self._http.put(f"{replica.handle.address}/adapters", timeout=120,
+                                          json={"adapters": [{"name": n, "path": p} for n, p in wanted]},
+                                          headers={"Authorization": f"Bearer {replica.token}"})
+        except httpx.HTTPError as exc:
+            log.warning("%s could not load its adapters: %s", replica.id, exc)
+            return
+        if answer.status_code != 200:
+            log.warning("%s refused its adapters: %s %s", replica.id, answer.status_code, answer.text[:300])
+            return
+        replica.adapters = wanted
+        log.info("%s serves adapters %s", replica.id, ", ".join(n for n, _ in wanted) or "none")
 
     def fail(self, comp: Component, replica: Replica, reason: str) -> None:
         self.table.remove_backend(comp.spec.name, replica.id)
@@ -186,6 +210,6 @@ class Supervisor:
                 next_probe = time.monotonic() + (WATCH_INTERVAL_S if failures else self.settings.probe_interval_s)
             try:
                 await asyncio.wait_for(replica.suspect.wait(), WATCH_INTERVAL_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return "stopping"

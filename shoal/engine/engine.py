@@ -12,6 +12,7 @@ from aiohttp import web
 
 from shoal.engine import metrics
 from shoal.engine.grammar import CompiledGrammar, Grammars, GrammarSpec
+from shoal.engine.lora import Adapter, Adapters, parse_adapter_list
 from shoal.engine.runners.base import ModelRunner
 from shoal.engine.sampling import SamplingParams
 from shoal.engine.scheduler import ErrorEvent, Event, Scheduler, Sequence, TokenEvent
@@ -28,6 +29,8 @@ from shoal.protocol.rules import (
     total_too_long,
 )
 
+INLINE_TOKENIZE_CHARS = 4096  # longer texts are tokenized off the event loop
+
 
 @dataclass
 class Prepared:
@@ -43,6 +46,7 @@ class Prepared:
     return_full_text: bool
     best_of: int
     grammar: CompiledGrammar | None = None  # the output's constraint, compiled (Engine.constrain)
+    adapter: Adapter | None = None  # the LoRA adapter it runs with (None: the base model)
 
 
 class Engine:
@@ -50,7 +54,9 @@ class Engine:
         self.settings = settings
         self.runner = runner
         self.grammars = Grammars(runner)
-        self.scheduler = Scheduler(runner, settings, self.grammars)
+        self.adapters = Adapters(runner)
+        self.adapters.load_now(parse_adapter_list(settings.lora_adapters))
+        self.scheduler = Scheduler(runner, settings, self.grammars, self.adapters)
         template = settings.chat_template
         self.chat_template = (chat.load_template(template) if template
                               else runner.info.chat_template or chat.default_template(runner.info.architecture))
@@ -66,16 +72,24 @@ class Engine:
         self.grammars.close()
 
     # -- validation (TGI's rules and messages) --------------------------------------------
-    def prepare(self, inputs: str, p: GenerateParameters, stream: bool,
+    async def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        """Tokens of `text`; a long text on a worker thread, so the event loop keeps answering meanwhile."""
+        if len(text) <= INLINE_TOKENIZE_CHARS:
+            return self.runner.tokenize(text, add_special)
+        return await asyncio.to_thread(self.runner.tokenize, text, add_special)
+
+    async def prepare(self, inputs: str, p: GenerateParameters, stream: bool,
                 default_max_new_tokens: int | None = 20, add_special: bool = True) -> Prepared:
-        """Check a request as TGI's validation does; `add_special=False` for chat-template output."""
+        """Check a request as TGI's validation does; `add_special=False` for chat-template output. The
+        adapter is `p.adapter_id` (OpenAI's routes set it from a `model` that names a loaded adapter)."""
         s = self.settings
         check_parameters(p, s, stream)
         refuse_unsupported_tgi(p)
+        adapter = self.adapters.get(p.adapter_id, "adapter_id") if p.adapter_id else None
         best_of = p.best_of or 1
         if not inputs:
             raise validation_error(empty_inputs())
-        prompt = self.runner.tokenize(inputs, add_special)
+        prompt = await self.tokenize(inputs, add_special)
         if p.truncate is not None and len(prompt) > p.truncate:
             prompt = prompt[-p.truncate:]
         if len(prompt) > s.max_input_length:
@@ -91,7 +105,7 @@ class Engine:
         if sampling.do_sample:
             sampling.seed = p.seed if p.seed is not None else random.getrandbits(63)
         return Prepared(inputs, prompt, max_new, sampling, tuple(p.stop), p.details,
-                        p.decoder_input_details, bool(p.return_full_text), best_of)
+                        p.decoder_input_details, bool(p.return_full_text), best_of, adapter=adapter)
 
     def _logit_bias(self, p: GenerateParameters) -> dict[int, float] | None:
         if not p.logit_bias:
@@ -108,6 +122,12 @@ class Engine:
         if spec is not None:
             prep.grammar = await self.grammars.compile(spec, field)
         return prep
+
+    async def use_adapters(self, pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+        """Serve exactly these adapters from now on (loaded beside the running requests)."""
+        changes = await self.adapters.replace(pairs)
+        self.scheduler.wake()  # free the ones that left, once unused
+        return changes
 
     def render_chat(self, messages: list[dict[str, Any]], **extra: Any) -> str:
         info = self.runner.info
@@ -136,7 +156,7 @@ class Engine:
                        emit=queue.put_nowait, stop=prep.stop,
                        want_logprobs=want_logprobs or prep.details or prep.best_of > 1,
                        prompt_logprobs=prep.decoder_input_details,
-                       matcher=prep.grammar.matcher() if prep.grammar else None)
+                       matcher=prep.grammar.matcher() if prep.grammar else None, adapter=prep.adapter)
         metrics.INPUT_LENGTH.observe(len(prep.prompt))
         self.scheduler.submit(seq)
         finished = False

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -12,6 +13,7 @@ from shoal.engine.server import build_app
 from shoal.engine.settings import EngineSettings
 from shoal.hardware import describe_cpu, use_extra_buffers
 from shoal.http import StopSignals, drain, serve
+from shoal.launch import COPY_TOKEN_ENV
 from shoal.models.registry import canonical_name, resolve
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,8 @@ async def serve_engine(settings: EngineSettings, host: str, port: int) -> None:
     `settings.shutdown_timeout_s`; a second signal stops at once)."""
     signals = StopSignals()
     engine = Engine(settings, load_runner(settings))
-    site = await serve(build_app(engine), host, port, settings.shutdown_timeout_s)
+    app = build_app(engine, copy_token=os.environ.get(COPY_TOKEN_ENV) or None)
+    site = await serve(app, host, port, settings.shutdown_timeout_s)
     log.info("engine for %s listening on http://%s:%d", engine.runner.info.model_id, host, port)
     await signals.requested.wait()
     log.info("stopping: %d requests in flight get up to %gs to finish", engine.in_flight, settings.shutdown_timeout_s)

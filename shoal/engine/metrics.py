@@ -39,3 +39,6 @@ GRAMMAR_CACHE_HITS = Counter("shoal_grammar_cache_hits", "Grammar compilations a
 GRAMMAR_MASK_WAIT = Histogram("shoal_grammar_mask_wait_duration",
                               "Seconds the model thread waited for token masks after a forward pass",
                               buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1))
+ADAPTERS_LOADED = Gauge("shoal_lora_adapters_loaded", "LoRA adapters held in memory (serving or leaving)")
+ADAPTER_SWITCHES = Counter("shoal_lora_adapter_switches", "Forward passes that ran another adapter than the last")
+ADAPTER_GROUPS = Gauge("shoal_lora_adapter_groups", "Adapters (the base counts as one) among running requests")

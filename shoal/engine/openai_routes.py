@@ -37,9 +37,10 @@ FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "sto
 OpenAIBody = ChatCompletionRequest | CompletionRequest
 
 
-def _parameters(body: OpenAIBody, max_new: int | None, top_n: int | None) -> GenerateParameters:
+def _parameters(engine: Engine, body: OpenAIBody, max_new: int | None, top_n: int | None) -> GenerateParameters:
     """OpenAI's sampling defaults: temperature 1 samples, temperature 0 is greedy (and no warper then, which
-    would switch sampling back on)."""
+    would switch sampling back on). A `model` that names a loaded LoRA adapter runs with it (any other name:
+    the base model, as the engine serves one model)."""
     check_openai(body)
     refuse_unsupported_openai(body)
     temperature = 1.0 if body.temperature is None else body.temperature
@@ -51,7 +52,8 @@ def _parameters(body: OpenAIBody, max_new: int | None, top_n: int | None) -> Gen
                               seed=body.seed, frequency_penalty=body.frequency_penalty or None,
                               presence_penalty=body.presence_penalty or None,
                               repetition_penalty=body.repetition_penalty, logit_bias=body.logit_bias,
-                              top_n_tokens=top_n)
+                              top_n_tokens=top_n,
+                              adapter_id=body.model if body.model in engine.adapters.by_name else None)
 
 
 def _answer_format(response_format: ResponseFormat | None) -> GrammarSpec | None:
@@ -262,12 +264,12 @@ def _completion_logprobs(tokens: list[TokenEvent]) -> dict[str, Any] | None:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE_KEY]
     body = parse_body(await request.read(), ChatCompletionRequest)
-    params = _parameters(body, body.max_completion_tokens or body.max_tokens,  # checks before the template
+    params = _parameters(engine, body, body.max_completion_tokens or body.max_tokens,  # checks before the template
                          body.top_logprobs if body.logprobs else None)
     tools = ToolPlan.of(body)
     messages, extra = prompt_messages(body, tools, "tools" in engine.chat_template)
     prompt = engine.render_chat(messages, **extra)
-    prep = engine.prepare(prompt, params, stream=body.stream, default_max_new_tokens=None, add_special=False)
+    prep = await engine.prepare(prompt, params, stream=body.stream, default_max_new_tokens=None, add_special=False)
     answer = _answer_format(body.response_format)
     if tools:
         await _check_schemas(engine, body, answer)
@@ -293,9 +295,9 @@ async def _check_schemas(engine: Engine, body: ChatCompletionRequest, answer: Gr
 async def completions(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE_KEY]
     body = parse_body(await request.read(), CompletionRequest)
-    params = _parameters(body, body.max_tokens, body.logprobs or None)
+    params = _parameters(engine, body, body.max_tokens, body.logprobs or None)
     prompt = body.prompt_text()
-    prep = engine.prepare(prompt, params, stream=body.stream, default_max_new_tokens=None)
+    prep = await engine.prepare(prompt, params, stream=body.stream, default_max_new_tokens=None)
     prep = await engine.constrain(prep, _answer_format(body.response_format), "response_format")
     envelope = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                 "model": body.model or engine.runner.info.model_id}
@@ -307,8 +309,10 @@ async def completions(request: web.Request) -> web.StreamResponse:
 async def models(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE_KEY]
     model_id = engine.runner.info.model_id
+    adapters = [{"id": name, "object": "model", "created": 0, "owned_by": "shoal", "parent": model_id}
+                for name in engine.adapters.by_name]
     return json_response({"object": "list", "data": [
-        {"id": model_id, "object": "model", "created": 0, "owned_by": "shoal"}]})
+        {"id": model_id, "object": "model", "created": 0, "owned_by": "shoal"}, *adapters]})
 
 
 def _in_openai_words(handler: Handler) -> Handler:

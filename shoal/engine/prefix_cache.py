@@ -54,6 +54,7 @@ class Entry:
     reused: bool = False  # a request reused its cells since it was kept
     parent: Entry | None = None  # the entry whose cells this one's first `shared` tokens are
     shared: int = 0
+    namespace: int = 0  # the LoRA adapter its KV was computed with (0: the base model); reused only within it
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -113,12 +114,12 @@ class PrefixCache:
         share = min(1.0, max(self.idle_share, reuse / self.full_reuse))
         return int(self.capacity_tokens * share)
 
-    def lookup(self, tokens: Sequence[int]) -> tuple[Entry | None, int]:
-        """The entry that lets a prompt of `tokens` reuse the most, and how many tokens (0: none)."""
+    def lookup(self, tokens: Sequence[int], namespace: int = 0) -> tuple[Entry | None, int]:
+        """The entry (of `namespace`) that lets a prompt of `tokens` reuse the most, and how many tokens (0: none)."""
         query = np.asarray(tokens, dtype=np.int32)
         best, best_len = None, 0
         for entry in self.entries:
-            n = self.reusable(entry, query)
+            n = self.reusable(entry, query) if entry.namespace == namespace else 0
             if n > best_len:
                 best, best_len = entry, n
         if best is not None:
@@ -136,22 +137,23 @@ class PrefixCache:
             return body
         return min(shared, body, entry.body) // self.block * self.block
 
-    def store(self, tokens: Sequence[int], body: int, source: Entry | None = None, shared: int = 0) -> Stored:
+    def store(self, tokens: Sequence[int], body: int, source: Entry | None = None, shared: int = 0,
+              namespace: int = 0) -> Stored:
         """Make room for `tokens` (the first `body` computed as prompt chunks; the first `shared` in the cells
-        of entry `source`, if any) and name the entry to fill with them; an entry that already holds them (or
-        more) is only touched, and one they extend is replaced."""
+        of entry `source`, if any; computed in `namespace`) and name the entry to fill with them; an entry that
+        already holds them (or more) is only touched, and one they extend is replaced."""
         new = np.asarray(tokens, dtype=np.int32)
         if len(new) < self.min_tokens or len(new) > self.capacity_tokens:
             return Stored(None)
         evicted = []
-        for entry in list(self.entries):
+        for entry in [e for e in self.entries if e.namespace == namespace]:
             common = common_prefix(entry.tokens, new)
             if common == len(new):  # already held
                 entry.last_used = next(self._clock)
                 return Stored(None)
             if common == len(entry):  # the new sequence extends it: keep only the longer one
                 evicted.append(self._drop(entry))
-        pending = Entry(-1, new, body, next(self._clock))
+        pending = Entry(-1, new, body, next(self._clock), namespace=namespace)
         if source in self.entries and shared > 0:
             pending.parent, pending.shared = source, shared
         limit = max(self.limit_tokens, len(new))  # the newest entry always fits
@@ -178,6 +180,10 @@ class PrefixCache:
         """Drop an entry that turned out unusable (its cells are gone)."""
         if entry in self.entries:
             self._drop(entry)
+
+    def forget_namespace(self, namespace: int) -> list[Entry]:
+        """Drop every entry of a namespace (its adapter is gone); the dropped entries."""
+        return [self._drop(e) for e in [e for e in self.entries if e.namespace == namespace]]
 
     def _drop(self, entry: Entry, pending: Entry | None = None) -> Entry:
         """Remove `entry`. The cells its children share with it stay theirs: the child sharing the most
@@ -206,13 +212,14 @@ class PrefixReuse:
         self.lookups = self.hits = 0
         self._sources: dict[int, tuple[Entry, int]] = {}  # sequence id -> the entry whose cells it reused
 
-    def reuse(self, seq_id: int, prompt: Sequence[int]) -> int:
-        """Copy the longest reusable cached prefix of `prompt` into `seq_id`; how many tokens it covers.
+    def reuse(self, seq_id: int, prompt: Sequence[int], namespace: int = 0) -> int:
+        """Copy the longest reusable cached prefix of `prompt` (computed in `namespace`) into `seq_id`; how many
+        tokens it covers.
         A prefix is valid only while the sliding-window layers still hold the window of cells before its end."""
         self.lookups += 1
         metrics.PREFIX_LOOKUPS.inc()
         metrics.PREFIX_PROMPT_TOKENS.inc(len(prompt))
-        entry, reused = self.cache.lookup(prompt)
+        entry, reused = self.cache.lookup(prompt, namespace)
         if reused < MIN_REUSE:  # a shared BOS or first word saves nothing
             reused = 0
         if entry is not None and reused > 0:
@@ -234,15 +241,22 @@ class PrefixReuse:
         self.cache.note(reused, len(prompt))
         return reused
 
-    def keep(self, seq_id: int, tokens: Sequence[int], body: int) -> None:
+    def keep(self, seq_id: int, tokens: Sequence[int], body: int, namespace: int = 0) -> None:
         """Keep the cells of a finished sequence (`tokens`: those whose KV it computed, the first `body` of
-        them as prompt chunks) as an entry."""
+        them as prompt chunks, in `namespace`) as an entry."""
         evictions = self.cache.evictions
-        stored = self.cache.store(tokens, body, *self._sources.get(seq_id, (None, 0)))
+        stored = self.cache.store(tokens, body, *self._sources.get(seq_id, (None, 0)), namespace=namespace)
         for old in stored.evicted:  # first: the new entry may take an evicted entry's sequence id
             self.runner.release(old.seq_id)
         if stored.entry is not None:
             self.runner.copy_prefix(seq_id, stored.entry.seq_id, len(stored.entry))
         metrics.PREFIX_EVICTIONS.inc(self.cache.evictions - evictions)
+        metrics.PREFIX_ENTRIES.set(len(self.cache.entries))
+        metrics.PREFIX_HELD_TOKENS.set(self.cache.held_tokens)
+
+    def forget_namespace(self, namespace: int) -> None:
+        """Release the cells of every entry computed with an adapter that is gone."""
+        for entry in self.cache.forget_namespace(namespace):
+            self.runner.release(entry.seq_id)
         metrics.PREFIX_ENTRIES.set(len(self.cache.entries))
         metrics.PREFIX_HELD_TOKENS.set(self.cache.held_tokens)

@@ -5,6 +5,12 @@ batch's reserved tokens, input + max_new, stay within MAX_BATCH_TOTAL_TOKENS), f
 of new requests (at most MAX_BATCH_PREFILL_TOKENS a step) together with one token of every running
 request into one forward pass, then samples and emits a token per running request. Events reach
 the asyncio side in one hand-over per step.
+
+LoRA adapters: a forward pass applies one adapter (or none) to all its rows (llama.cpp's adapters belong
+to the context), so the running requests form one group per adapter and each step runs one group. The
+group that runs is the one with the most requests times the steps it has waited (`_group_to_run`): the
+batch stays as full as the mix allows, groups share steps in proportion to their requests, and a group of
+one waits at most about as many steps as the largest group has requests, so no adapter starves.
 """
 from __future__ import annotations
 
@@ -23,11 +29,12 @@ import numpy as np
 
 from shoal.engine import metrics
 from shoal.engine.grammar import Grammars, MaskJob
+from shoal.engine.lora import Adapter, Adapters, Turns
 from shoal.engine.prefix_cache import PrefixCache, PrefixReuse, common_prefix
 from shoal.engine.runners.base import BatchItem, ModelRunner
 from shoal.engine.sampling import Choice, Sampler, SamplingParams
 from shoal.engine.settings import EngineSettings
-from shoal.errors import ApiError, generation_error
+from shoal.errors import ApiError, generation_error, validation_error
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +94,7 @@ class Sequence:
     want_logprobs: bool = False
     prompt_logprobs: bool = False
     matcher: Any = None  # llguidance's LLMatcher when the output is constrained (shoal.engine.grammar)
+    adapter: Adapter | None = None  # the LoRA adapter it runs with (None: the base model)
     # state, owned by the model thread
     seq_id: int = -1
     prefilled: int = 0
@@ -113,12 +121,22 @@ class Sequence:
     def decode(self, piece: bytes) -> str:
         return self._utf8.decode(piece)
 
+    @property
+    def namespace(self) -> int:
+        """Its prefix-cache namespace: KV computed with one adapter is reused only with it."""
+        return self.adapter.serial if self.adapter else 0
+
 
 class Scheduler:
-    def __init__(self, runner: ModelRunner, settings: EngineSettings, grammars: Grammars | None = None) -> None:
+    def __init__(self, runner: ModelRunner, settings: EngineSettings, grammars: Grammars | None = None,
+                 adapters: Adapters | None = None) -> None:
         self.runner = runner
         self.settings = settings
         self.grammars = grammars
+        self.adapters = adapters
+        self._active: Adapter | None = None  # the adapter the last step ran
+        self._turns: Turns[Adapter | None] = Turns()
+        self._left: list[Adapter] = []  # adapters that left, freed once no sequence uses them
         self._masks: MaskJob | None = None  # made on the first constrained step
         self._lock = threading.Condition()
         self._incoming: list[Sequence] = []
@@ -160,6 +178,10 @@ class Scheduler:
 
     def cancel(self, seq: Sequence) -> None:
         seq.cancelled = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Have the model thread look at its queues (and the adapters that left) now."""
         with self._lock:
             self._lock.notify()
 
@@ -173,6 +195,7 @@ class Scheduler:
             self._warm_up()
             while self._next_arrivals():
                 self._drop_cancelled()
+                self._free_left_adapters()
                 self._admit()
                 if self._running:
                     self._step()
@@ -191,7 +214,7 @@ class Scheduler:
 
     def _next_arrivals(self) -> bool:
         with self._lock:
-            while not (self._incoming or self._running or self._waiting or self._stopping):
+            while not (self._incoming or self._running or self._waiting or self._stopping or self._adapters_left()):
                 self._lock.wait()
             if self._stopping:
                 return False
@@ -199,6 +222,24 @@ class Scheduler:
             self._incoming.clear()
         metrics.QUEUE_SIZE.set(len(self._waiting))
         return True
+
+    def _adapters_left(self) -> bool:
+        return self.adapters is not None and bool(self.adapters.leaving)
+
+    def _free_left_adapters(self) -> None:
+        """Free the adapters that left and that no sequence runs or waits with any more (with their cached
+        prefixes). A sequence whose adapter was freed before it got here fails by name."""
+        if self.adapters is None:
+            return
+        self._left.extend(self.adapters.take_leaving())
+        if not self._left:
+            return
+        in_use = {s.adapter for s in (*self._running, *self._waiting)}
+        for adapter in [a for a in self._left if a not in in_use]:
+            self._left.remove(adapter)
+            if self.prefixes:
+                self.prefixes.forget_namespace(adapter.serial)
+            self.adapters.free(adapter)
 
     def _drop_cancelled(self) -> None:
         if any(s.cancelled for s in self._waiting):
@@ -215,6 +256,9 @@ class Scheduler:
             self._steps_since_admit += 1
             return
         admitted = 0
+        gone = [s for s in self._waiting if s.adapter is not None and s.adapter.freed]
+        if gone:
+            self._fail(gone, validation_error("adapter_id: the adapter was removed before this request ran"))
         for seq in list(self._waiting):
             if not self._free_ids or self._reserved + seq.reserved_tokens > s.max_batch_total_tokens:
                 break  # in order: nobody overtakes the head of the queue for budget
@@ -223,7 +267,7 @@ class Scheduler:
             self._waiting.remove(seq)
             seq.seq_id = self._free_ids.pop()
             if self.prefixes and not seq.prompt_logprobs:  # prompt logprobs need every prompt row computed
-                seq.cached_tokens = seq.prefilled = self.prefixes.reuse(seq.seq_id, seq.prompt)
+                seq.cached_tokens = seq.prefilled = self.prefixes.reuse(seq.seq_id, seq.prompt, seq.namespace)
             seq.started = time.monotonic()
             metrics.QUEUE_DURATION.observe(seq.started - seq.arrived)
             self._reserved += seq.reserved_tokens
@@ -244,18 +288,44 @@ class Scheduler:
             return False
         body = len(seq.prompt) - 1
         for other in self._running:
-            if other.in_prefill and not other.prompt_logprobs:
+            if other.in_prefill and not other.prompt_logprobs and other.adapter is seq.adapter:
                 shared = min(common_prefix(other.prompt, seq.prompt), body) // self.block * self.block
                 if shared - other.cached_tokens >= self.block:
                     return True
         return False
 
+    def _group_to_run(self) -> list[Sequence]:
+        """The running sequences of the adapter this step runs (shoal.engine.lora.Turns)."""
+        groups: dict[Adapter | None, list[Sequence]] = {}
+        for seq in self._running:
+            groups.setdefault(seq.adapter, []).append(seq)
+        metrics.ADAPTER_GROUPS.set(len(groups))
+        if len(groups) == 1:
+            return self._running
+        return groups[self._turns.choose({a: len(g) for a, g in groups.items()})]
+
+    def _adapter_loading(self) -> bool:
+        return self.adapters is not None and self.adapters.lock.locked()
+
+    def _apply_adapter(self, adapter: Adapter | None) -> bool:
+        """Switch the context to `adapter`; whether the next step re-plans its graph (it then holds the
+        adapters' lock: llama.cpp reads the model's adapter set while re-planning)."""
+        self._turns.ran(adapter)
+        changed = self.runner.use_adapter(adapter.handle if adapter else None)
+        self._active = adapter
+        if changed:
+            metrics.ADAPTER_SWITCHES.inc()
+        return changed
+
     def _plan(self) -> tuple[list[BatchItem], list[Sequence]]:
         items: list[BatchItem] = []
         owners: list[Sequence] = []
         prefill_budget = self.settings.max_batch_prefill_tokens
+        group = self._group_to_run()
+        if group and group[0].adapter is not self._active and self._adapter_loading():
+            group = [s for s in self._running if s.adapter is self._active] or group  # switch after the load
         exact = self.prefixes is not None and len(self._running) == 1
-        for seq in self._running:
+        for seq in group:
             if seq.in_prefill:
                 chunk = min(self._prefill_chunk(seq) if exact else len(seq.prompt) - seq.prefilled, prefill_budget)
                 if seq.prompt_logprobs:
@@ -288,9 +358,14 @@ class Scheduler:
         if not items:
             return
         started = time.perf_counter()
+        replan = self._apply_adapter(owners[0].adapter)
         masks = self._start_masks(items, owners)
         try:
-            logits = self.runner.step(items)
+            if replan and self.adapters is not None:
+                with self.adapters.lock:
+                    logits = self.runner.step(items)
+            else:
+                logits = self.runner.step(items)
         except ApiError as exc:
             self._fail(list(owners), exc)
             return
@@ -310,7 +385,7 @@ class Scheduler:
                 if seq.in_prefill:
                     continue
                 if self.prefixes and not seq.prompt_logprobs:  # its prompt is reusable now, not only at its end
-                    self.prefixes.keep(seq.seq_id, seq.prompt, len(seq.prompt) - 1)
+                    self.prefixes.keep(seq.seq_id, seq.prompt, len(seq.prompt) - 1, seq.namespace)
             self._advance(seq, logits[last], int(greedy[last]), events)
         self._deliver(events)
         self._observe_step(time.perf_counter() - started, sum(len(i.tokens) for i in items))
@@ -394,7 +469,7 @@ class Scheduler:
         self._running.remove(seq)
         if finished and self.prefixes and not seq.prompt_logprobs:  # (fed in other chunks: other numbers)
             # its prompt and all but the last generated token have KV
-            self.prefixes.keep(seq.seq_id, seq.prompt + seq.generated[:-1], len(seq.prompt) - 1)
+            self.prefixes.keep(seq.seq_id, seq.prompt + seq.generated[:-1], len(seq.prompt) - 1, seq.namespace)
         self.runner.release(seq.seq_id)
         self._free_ids.append(seq.seq_id)
         self._reserved -= seq.reserved_tokens

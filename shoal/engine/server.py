@@ -8,13 +8,15 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from shoal import __version__
 from shoal.engine import openai_routes
 from shoal.engine.engine import ENGINE_KEY, Engine, Prepared
 from shoal.engine.grammar import from_tgi
 from shoal.engine.scheduler import ErrorEvent, Finish, PrefillEvent, Token, TokenEvent
-from shoal.http import api_errors, json_response, sse, start_sse
+from shoal.errors import ConfigError, validation_error
+from shoal.http import Timeouts, api_errors, bearer_only, body_deadline, json_response, sse, start_sse
 from shoal.protocol.requests import GenerateRequest, TokenizeRequest, parse_body
 
 
@@ -88,7 +90,7 @@ async def generate_best(engine: Engine, prep: Prepared) -> tuple[Generation, lis
 
 async def _prepare(engine: Engine, body: GenerateRequest, stream: bool) -> Prepared:
     """TGI's validation, then the `grammar` compiled (off the event loop)."""
-    prep = engine.prepare(body.inputs, body.parameters, stream=stream)
+    prep = await engine.prepare(body.inputs, body.parameters, stream=stream)
     grammar = body.parameters.grammar
     return await engine.constrain(prep, from_tgi(grammar) if grammar else None, "grammar")
 
@@ -161,7 +163,7 @@ async def tokenize(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE_KEY]
     body = parse_body(await request.read(), TokenizeRequest)
     out, cursor = [], 0
-    for token in engine.runner.tokenize(body.inputs):
+    for token in await engine.tokenize(body.inputs):
         text = engine.runner.token_bytes(token).decode("utf-8", "replace")
         if engine.runner.is_special(token):
             out.append({"id": token, "text": text, "start": cursor, "stop": cursor})
@@ -169,6 +171,33 @@ async def tokenize(request: web.Request) -> web.StreamResponse:
         out.append({"id": token, "text": text, "start": cursor, "stop": cursor + len(text)})
         cursor += len(text)
     return json_response(out)
+
+
+class AdapterEntry(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    path: str = Field(min_length=1)
+
+
+class AdapterSet(BaseModel):
+    """`PUT /adapters`: the whole set of LoRA adapters the copy serves from now on."""
+
+    adapters: list[AdapterEntry]
+
+
+async def put_adapters(request: web.Request) -> web.StreamResponse:
+    """Serve exactly the adapters named (new ones load beside running requests; ones left out are freed
+    when no request uses them). Only the copy's supervisor calls it (the copy's credential)."""
+    engine = request.app[ENGINE_KEY]
+    body = parse_body(await request.read(), AdapterSet)
+    try:
+        changes = await engine.use_adapters([(a.name, a.path) for a in body.adapters])
+    except ConfigError as exc:
+        raise validation_error(str(exc)) from None
+    return json_response({**changes, "adapters": engine.adapters.describe()})
+
+
+async def get_adapters(request: web.Request) -> web.StreamResponse:
+    return json_response({"adapters": request.app[ENGINE_KEY].adapters.describe()})
 
 
 async def info(request: web.Request) -> web.StreamResponse:
@@ -184,6 +213,7 @@ async def info(request: web.Request) -> web.StreamResponse:
         "max_waiting_tokens": s.max_waiting_tokens, "max_batch_size": s.max_sequences,
         "validation_workers": 1, "max_client_batch_size": 1, "router": "shoal", "version": __version__,
         "sha": None, "docker_label": None, "architecture": m.architecture,
+        "lora_adapters": sorted(engine.adapters.by_name),
     })
 
 
@@ -196,8 +226,11 @@ async def metrics(_request: web.Request) -> web.StreamResponse:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app(engine: Engine) -> web.Application:
-    app = web.Application(middlewares=[api_errors], client_max_size=8 << 20)
+def build_app(engine: Engine, copy_token: str | None = None, timeouts: Timeouts | None = None) -> web.Application:
+    """The engine's routes; with `copy_token`, only a caller presenting it is answered (health aside)."""
+    credential = [bearer_only(copy_token)] if copy_token else []
+    app = web.Application(middlewares=[api_errors, *credential, body_deadline((timeouts or Timeouts()).body_s)],
+                          client_max_size=engine.settings.payload_limit)
     app[ENGINE_KEY] = engine
     app.router.add_post("/generate", generate)
     app.router.add_post("/generate_stream", generate_stream)
@@ -208,6 +241,8 @@ def build_app(engine: Engine) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/ping", health)  # SageMaker's container health check
     app.router.add_get("/metrics", metrics)
+    app.router.add_put("/adapters", put_adapters)
+    app.router.add_get("/adapters", get_adapters)
     openai_routes.add_routes(app)
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]

@@ -37,6 +37,8 @@ ENV_NAMES: dict[str, str] = {
     "SHOAL_PREFIX_CACHE_ENTRIES": "prefix_cache_entries",
     "SHOAL_PREFIX_CACHE_BLOCK": "prefix_cache_block",
     "SHOAL_SHUTDOWN_TIMEOUT": "shutdown_timeout_s",
+    "SHOAL_LORA_ADAPTERS": "lora_adapters",
+    "PAYLOAD_LIMIT": "payload_limit",
 }
 
 
@@ -67,6 +69,8 @@ class EngineSettings(BaseModel):
     prefix_cache_entries: int = Field(32, gt=0)  # prefixes held at once (each takes a llama.cpp sequence id)
     prefix_cache_block: int = Field(64, ge=16, le=512)  # reuse unit; a prompt alone is computed in such blocks
     shutdown_timeout_s: float = Field(30.0, ge=0)  # on SIGTERM: how long requests in flight get to finish
+    payload_limit: int = Field(2_000_000, gt=0)  # bytes of a request body (TGI's --payload-limit)
+    lora_adapters: str = ""  # name=path;name=path: LoRA adapters loaded at start (shoal.engine.lora)
 
     @model_validator(mode="after")
     def _tgi_startup_checks(self) -> EngineSettings:

@@ -40,13 +40,16 @@ class Asked(Enum):
 
 @dataclass(frozen=True)
 class EngineRequest:
-    """One request as its front door parsed it: what is asked, the JSON body (parsed once) and its bytes."""
+    """One request as its front door parsed it: what is asked, the JSON body (parsed once) and its bytes, and
+    the LoRA adapter it names (an adapter inference component of the base; its place in the base's list)."""
 
     asked: Asked
     data: dict[str, Any]
     raw: bytes
     stream: bool  # the answer is a stream of events
     content_type: str = JSON
+    adapter: str | None = None
+    adapter_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,13 @@ class ProtocolAdapter(Protocol):
 
 @dataclass(frozen=True)
 class PassThrough:
-    """For engines that serve TGI's routes (and OpenAI's): every request as it is."""
+    """For engines that serve TGI's routes (and OpenAI's): every request as it is; one naming an adapter
+    with it as TGI's `adapter_id` or OpenAI's `model`."""
 
     def call(self, request: EngineRequest, limits: TgiLimits) -> EngineCall:
-        return EngineCall(request.asked.value, request.raw, request.content_type)
+        body = request.raw if request.adapter is None else orjson.dumps(_naming(request.asked, request.data,
+                                                                                   request.adapter))
+        return EngineCall(request.asked.value, body, request.content_type)
 
 
 @dataclass(frozen=True)
@@ -96,12 +102,22 @@ class Translating:
     dialect: Dialect
 
     def call(self, request: EngineRequest, limits: TgiLimits) -> EngineCall:
+        adapter = self.dialect.adapter_fields(request.adapter, request.adapter_index) if request.adapter else {}
         if request.asked.openai:
-            return EngineCall(request.asked.value, request.raw, request.content_type)
+            body = orjson.dumps({**request.data, **adapter}) if adapter else request.raw
+            return EngineCall(request.asked.value, body, request.content_type)
         if request.asked is Asked.TOKENIZE:
             raise validation_error(f"/tokenize is not supported by this inference component's engine "
                                    f"({self.engine})")
         translation = TgiCall(parse_data(request.data, GenerateRequest), self.dialect, self.engine, limits,
-                              request.stream)
+                              request.stream, adapter)
         return EngineCall(self.dialect.path, translation.payload(), JSON, translation,
                           wrap=request.asked is Asked.COMPAT)
+
+
+def _naming(asked: Asked, data: dict[str, Any], adapter: str) -> dict[str, Any]:
+    """The body, naming `adapter` as each protocol does: OpenAI's `model`, TGI's `parameters.adapter_id`."""
+    if asked.openai:
+        return {**data, "model": adapter}
+    parameters = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
+    return {**data, "parameters": {**parameters, "adapter_id": adapter}}

@@ -52,6 +52,7 @@ class Deployment:
     env: Mapping[str, str]
     accelerators: int = 0  # per copy
     options: Mapping[str, str] = field(default_factory=dict)  # the engine kind's own options (EngineKind.options)
+    adapters: tuple[tuple[str, str], ...] = ()  # LoRA adapters its copies serve: (name, artifact), in order
 
     def setting(self, name: str) -> str | None:
         """A TGI setting by its name or any alias of it."""
@@ -143,8 +144,23 @@ class EngineKind:
     options: ClassVar[dict[str, str]] = {}  # options a component may give this engine (EngineOptions): their meaning
     install_hint: ClassVar[str] = ""  # how to install it, when `installed()` says it is not
 
+    # LoRA adapters (adapter inference components): whether its copies serve them, and whether a running copy
+    # loads a new one (else the base's copies are replaced, one at a time, to load it at start).
+    serves_adapters: ClassVar[bool] = False
+    loads_adapters_live: ClassVar[bool] = False
+
     def installed(self) -> bool:
         return True
+
+    def check_adapter(self, artifact: str, policy: ServerPolicy) -> str:
+        """An adapter artifact this engine's copies can load, where the server may read it: as the launch plan
+        and the copies will name it (ValueError saying why not)."""
+        if not self.serves_adapters:
+            raise EngineConfigError(f"engine {self.name} cannot serve LoRA adapters: deploy the base on shoal, "
+                                    f"llama-server, vllm, sglang or tgi")
+        confine_model(artifact, policy)
+        check_model_reference(artifact)
+        return artifact
 
     def refusal(self, policy: ServerPolicy) -> str | None:
         """Why this server's operator does not let components run this engine, or None."""

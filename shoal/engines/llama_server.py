@@ -23,7 +23,7 @@ from shoal.engines.base import (
     device_env,
     threads_of,
 )
-from shoal.engines.shoal_engine import check_gguf_model
+from shoal.engines.shoal_engine import check_gguf_model, gguf_adapter
 from shoal.engines.translate import (
     DEFAULT_MAX_NEW_TOKENS,
     Constraint,
@@ -49,6 +49,9 @@ class LlamaCppCompletion:
 
     def constraint(self, c: Constraint) -> dict[str, Any] | None:
         return {"json_schema": c.value} if c.kind == "json" else None  # llama.cpp's server has no regex field
+
+    def adapter_fields(self, name: str, index: int) -> dict[str, Any]:
+        return {"lora": [{"id": index, "scale": 1.0}]}  # its --lora list, in the base's order
 
     def payload(self, p: GenerateParameters, inputs: str, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": inputs, "n_predict": p.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
@@ -97,6 +100,7 @@ def _piece(entry: dict[str, Any]) -> str:
 class LlamaServer(EngineKind):
     name = "llama-server"
     protocol = EngineProtocol.OPENAI
+    serves_adapters = True  # llama.cpp's --lora, chosen per request; new adapters need new copies
     dialect = LlamaCppCompletion({"top_k": "top_k", "repetition_penalty": "repeat_penalty", "typical_p": "typical_p",
                                   "truncate": None, "logit_bias": None})
     description = "llama.cpp's C++ server (PyPI wheel xllamacpp; GGUF)"
@@ -137,4 +141,9 @@ class LlamaServer(EngineKind):
             argv += ["--chat-template", template]
         if not use_extra_buffers(d.env.get("SHOAL_CPU_EXTRA_BUFFERS", "auto")):
             argv.append("--no-repack")
+        for _name, path in d.adapters:  # loaded, applied per request (`lora`: [{id, scale}]), in this order
+            argv += ["--lora", path]
         return LaunchPlan(tuple(argv), {**d.passthrough_env(), **device_env(slot)})
+
+    def check_adapter(self, artifact: str, policy: ServerPolicy) -> str:
+        return gguf_adapter(artifact, policy)

@@ -18,10 +18,11 @@ from shoal.launch import HOST, PORT, LaunchPlan, Slot
 
 class Sglang(OpenAIGpuServer):
     name = "sglang"
+    serves_adapters = True  # --lora-paths name=path
     description = "SGLang's server (`python -m sglang.launch_server`; CUDA GPUs)"
     dialect = OpenAICompletions({"top_k": "top_k", "repetition_penalty": "repetition_penalty", "typical_p": None,
                                  "truncate": None, "logit_bias": "logit_bias"}, stop_field="matched_stop",
-                                constrain=sglang_constraint)
+                                constrain=sglang_constraint, adapter_field="lora_path")
     quantizations = {"awq": "awq", "gptq": "gptq", "bitsandbytes": "bitsandbytes", "bitsandbytes-nf4": "bitsandbytes",
                      "fp8": "fp8", "marlin": "marlin"}
 
@@ -41,4 +42,6 @@ class Sglang(OpenAIGpuServer):
             argv += ["--max-prefill-tokens", str(limits.max_prefill)]
         argv += self.common_flags(d, {"quantization": "--quantization", "chat_template": "--chat-template",
                                       "concurrency": "--max-running-requests"})
+        if d.adapters:  # chosen per request by name (`lora_path`)
+            argv += ["--lora-paths", *(f"{name}={path}" for name, path in d.adapters)]
         return LaunchPlan(tuple(argv), self.environment(d, slot))

@@ -20,7 +20,7 @@ from shoal.engines.base import (
 )
 from shoal.errors import ConfigError, ModelNotFoundError
 from shoal.launch import HOST, PORT, LaunchPlan, Slot
-from shoal.models.registry import resolve
+from shoal.models.registry import resolve, resolve_adapter
 
 
 def check_gguf_model(model_id: str) -> None:
@@ -52,12 +52,35 @@ class ShoalEngine(EngineKind):
         except ConfigError as exc:
             raise EngineConfigError(str(exc)) from None
 
+    serves_adapters = True
+    loads_adapters_live = True  # POST /adapters on a running copy (shoal.engine.server)
+
     def check_model(self, d: Deployment, policy: ServerPolicy) -> None:
         confine_model(d.model_id, policy)
         check_gguf_model(d.model_id)
 
+    def check_adapter(self, artifact: str, policy: ServerPolicy) -> str:
+        return gguf_adapter(artifact, policy)
+
     def launch_plan(self, d: Deployment, slot: Slot) -> LaunchPlan:
+        adapters = {ADAPTERS_ENV: adapter_list(d.adapters)} if d.adapters else {}
         return LaunchPlan(
             argv=(sys.executable, "-m", "shoal.cli", "engine", "--host", HOST, "--port", PORT),
             env={**d.env, "HF_MODEL_ID": d.model_id, "SHOAL_NUM_THREADS": str(threads_of(slot)),
-                 "SM_NUM_GPUS": str(len(slot.accelerators)), **device_env(slot)})
+                 "SM_NUM_GPUS": str(len(slot.accelerators)), **adapters, **device_env(slot)})
+
+
+ADAPTERS_ENV = "SHOAL_LORA_ADAPTERS"  # name=path;name=path: the adapters a built-in engine loads at start
+
+
+def adapter_list(adapters: tuple[tuple[str, str], ...]) -> str:
+    return ";".join(f"{name}={path}" for name, path in adapters)
+
+
+def gguf_adapter(artifact: str, policy: ServerPolicy) -> str:
+    """A GGUF LoRA file where the server may read it, or one shoal ships; its path."""
+    confine_model(artifact, policy)
+    try:
+        return str(resolve_adapter(artifact))
+    except ModelNotFoundError as exc:
+        raise EngineConfigError(str(exc)) from None

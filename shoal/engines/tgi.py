@@ -11,6 +11,7 @@ from shoal.launch import HOST, PORT, LaunchPlan, Slot
 class Tgi(EngineKind):
     name = "tgi"
     protocol = EngineProtocol.TGI
+    serves_adapters = True  # LORA_ADAPTERS=name=path,...
     description = "Hugging Face TGI (`text-generation-launcher`; GPUs)"
     honoured = CANONICAL_SETTINGS - {"CHAT_TEMPLATE"}
     why_not = {"CHAT_TEMPLATE": "TGI takes the chat template from the model's tokenizer_config.json"}
@@ -23,6 +24,8 @@ class Tgi(EngineKind):
         env = {**d.env, **device_env(slot)}
         if quantize := d.setting("HF_MODEL_QUANTIZE"):
             env["QUANTIZE"] = quantize
+        if d.adapters:  # chosen per request by `adapter_id`
+            env["LORA_ADAPTERS"] = ",".join(f"{name}={path}" for name, path in d.adapters)
         argv = (program("text-generation-launcher"), "--model-id", d.model_id, "--hostname", HOST,
                 "--port", PORT, "--num-shard", str(shards))
         return LaunchPlan(argv, env)

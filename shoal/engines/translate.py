@@ -81,6 +81,10 @@ class Dialect(Protocol):
         """The payload fields that constrain the output as `c` asks; None: this engine cannot."""
         ...
 
+    def adapter_fields(self, name: str, index: int) -> dict[str, Any]:
+        """The payload fields that apply the LoRA adapter `name` (the base's `index`-th)."""
+        ...
+
 
 Constrain = Callable[[Constraint], "dict[str, Any] | None"]
 
@@ -129,10 +133,14 @@ class OpenAICompletions:
     fields: dict[str, str | None]
     stop_field: str | None  # where the engine says which stop string ended a choice
     constrain: Constrain = unconstrained  # TGI's grammar in the engine's fields
+    adapter_field: str = "model"  # where the engine reads a LoRA adapter's name (vLLM: `model`)
     path: str = "/v1/completions"
 
     def constraint(self, c: Constraint) -> dict[str, Any] | None:
         return self.constrain(c)
+
+    def adapter_fields(self, name: str, index: int) -> dict[str, Any]:
+        return {self.adapter_field: name}
 
     def payload(self, p: GenerateParameters, inputs: str, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": inputs, "max_tokens": p.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
@@ -192,9 +200,10 @@ class TgiCall:
     """One TGI generation request on its way to an engine that speaks another dialect."""
 
     def __init__(self, body: GenerateRequest, dialect: Dialect, engine: str, limits: TgiLimits,
-                 stream: bool) -> None:
+                 stream: bool, adapter: dict[str, Any] | None = None) -> None:
         self.inputs = body.inputs
-        self.p = body.parameters
+        self.p = body.parameters.model_copy(update={"adapter_id": None}) if adapter else body.parameters
+        self.adapter = adapter or {}  # the engine's fields for the adapter the request names (resolved already)
         self.stream = stream
         self.engine = engine
         self.dialect = dialect
@@ -230,7 +239,8 @@ class TgiCall:
         return self.dialect.path
 
     def payload(self) -> bytes:
-        return orjson.dumps({**self.dialect.payload(self.p, self.inputs, self.stream), **self.constrained})
+        return orjson.dumps({**self.dialect.payload(self.p, self.inputs, self.stream), **self.constrained,
+                             **self.adapter})
 
     # -- answers -------------------------------------------------------------------------
     def answer(self, raw: bytes) -> dict[str, Any]:

@@ -23,6 +23,7 @@ BLOCK_TOKENS = 16
 class Vllm(OpenAIGpuServer):
     name = "vllm"
     label = "vLLM"
+    serves_adapters = True  # --enable-lora --lora-modules name=path
     description = "vLLM's OpenAI server (`vllm serve`; CUDA GPUs)"
     install_hint = "pip install vllm, on a machine with NVIDIA GPUs"
     images = (
@@ -55,4 +56,7 @@ class Vllm(OpenAIGpuServer):
             argv += ["--max-num-batched-tokens", str(limits.max_prefill)]
         argv += self.common_flags(d, {"quantization": "--quantization", "chat_template": "--chat-template",
                                       "concurrency": "--max-num-seqs"})
+        if d.adapters:  # served by name (`model`), all of them in one batch
+            argv += ["--enable-lora", "--max-loras", str(len(d.adapters)), "--lora-modules",
+                     *(f"{name}={path}" for name, path in d.adapters)]
         return LaunchPlan(tuple(argv), self.environment(d, slot))

@@ -27,6 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kv-unified", action="store_true")
     p.add_argument("-nr", "--no-repack", action="store_true", help="no extra CPU weight buffers (AMX, repacking)")
     p.add_argument("--chat-template", default=None)
+    p.add_argument("--lora", action="append", default=[], help="a LoRA adapter, loaded and applied per request")
     p.add_argument("--metrics", action="store_true")
     return p.parse_args(argv)
 
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> None:
         params.model_alias = {args.alias}
     if args.chat_template:
         params.chat_template = args.chat_template
+    if args.lora:  # loaded at start, applied only where a request asks (`lora`: [{"id", "scale"}])
+        params.lora_init_without_apply = True
+        params.lora_adapters = [_adapter(path) for path in args.lora]
     if token := os.environ.get(COPY_TOKEN_ENV):  # the copy answers only the gateway (its health route stays open)
         params.api_keys = [token]
     stop = threading.Event()
@@ -60,6 +64,14 @@ def main(argv: list[str] | None = None) -> None:
     server = x.Server(params)  # serves on its own threads until this process ends
     print(f"llama.cpp server listening on {server.listening_address}", flush=True)
     stop.wait()
+
+
+def _adapter(path: str):  # type: ignore[no-untyped-def]
+    import xllamacpp as x
+
+    info = x.CommonAdapterLoraInfo()
+    info.path, info.scale = path, 1.0
+    return info
 
 
 if __name__ == "__main__":

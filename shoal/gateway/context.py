@@ -39,6 +39,7 @@ class RequestContext:
     raw: bytes  # the body as sent to the engine
     stream: bool  # the answer streams
     content_type: str = JSON
+    adapter: str | None = None  # the adapter inference component it names (served by `pool`'s copies)
     forward: dict[str, str] = field(default_factory=dict)  # headers the copy is sent too
     rid: str = ""  # request id (X-Request-Id, else a new one): in answers, logs and metrics
     arrived: float = field(default_factory=time.perf_counter)
@@ -53,4 +54,5 @@ class RequestContext:
         return (text if isinstance(text, str) else orjson.dumps(text).decode())[:KEY_CHARS].encode()
 
     def engine_request(self) -> EngineRequest:
-        return EngineRequest(self.asked, self.data, self.raw, self.stream, self.content_type)
+        index = self.pool.config.adapters.index(self.adapter) if self.adapter in self.pool.config.adapters else 0
+        return EngineRequest(self.asked, self.data, self.raw, self.stream, self.content_type, self.adapter, index)

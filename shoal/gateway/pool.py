@@ -72,6 +72,7 @@ class PoolConfig:
     adapter: ProtocolAdapter  # how its copies are spoken to (shoal.engines.adapters)
     limits: TgiLimits  # what TGI's rules check requests against, where the gateway translates them
     routing_settings: Mapping[str, str] = field(default_factory=dict)  # its routing strategy's settings
+    adapters: tuple[str, ...] = ()  # its adapter inference components, in the order its copies load them
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class RoutingTable:
         self.queue_timeout_s = queue_timeout_s
         self.endpoints: dict[str, str] = {}  # endpoint -> routing strategy
         self.pools: dict[str, Pool] = {}
+        self.adapters: dict[str, str] = {}  # adapter inference component -> its base
 
     # -- fed by the controller -------------------------------------------------------------------------
     def set_endpoint(self, name: str, strategy: str = DEFAULT_STRATEGY) -> None:
@@ -187,6 +189,13 @@ class RoutingTable:
         pool = Pool(config, strategy, Admission(self.max_queue, self.queue_timeout_s), status, on_suspect)
         self.pools[config.name] = pool
         return pool
+
+    def add_adapter(self, adapter: str, base: str) -> None:
+        """An adapter inference component: requests naming it go to its base's copies, with it."""
+        self.adapters[adapter] = base
+
+    def remove_adapter(self, adapter: str) -> None:
+        self.adapters.pop(adapter, None)
 
     def set_cold_start(self, component: str, cold_start: ColdStart | None) -> None:
         """Let requests that find no copy in service start one and wait for it (None: answer 503 at once)."""
@@ -213,7 +222,7 @@ class RoutingTable:
         backend.draining = True
         try:
             await asyncio.wait_for(backend.idle.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("%s still had %d requests after %ss; stopping it anyway", copy_id, backend.in_flight,
                         timeout_s)
         self.remove_backend(component, copy_id)
@@ -232,3 +241,15 @@ class RoutingTable:
     # -- read by the gateway -----------------------------------------------------------------------------
     def members(self, endpoint: str) -> list[Pool]:
         return [p for p in self.pools.values() if p.config.endpoint == endpoint]
+
+    def named(self, name: str) -> tuple[Pool, str | None] | None:
+        """The pool that serves the component `name`, and the adapter it names (None: a base component)."""
+        if (pool := self.pools.get(name)) is not None:
+            return pool, None
+        if (base := self.adapters.get(name)) is not None and (pool := self.pools.get(base)) is not None:
+            return pool, name
+        return None
+
+    def names(self) -> list[str]:
+        """Every component requests may name: bases and adapters."""
+        return [*self.pools, *self.adapters]

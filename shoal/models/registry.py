@@ -108,6 +108,26 @@ def resolve(model_id: str) -> Path:
     )
 
 
+SHIPPED_ADAPTERS = Path(__file__).parent / "adapters"  # LoRA adapters of the shipped model (README there)
+
+
+def shipped_adapters() -> dict[str, Path]:
+    """The LoRA adapters shoal ships, by name (their file's stem)."""
+    return {p.stem: p for p in sorted(SHIPPED_ADAPTERS.glob("*.gguf"))}
+
+
+def resolve_adapter(reference: str) -> Path:
+    """Path of a LoRA adapter: a shipped one's name, or a local GGUF file (its location is checked apart)."""
+    if (shipped := shipped_adapters().get(reference)) is not None:
+        return shipped
+    path = Path(reference).expanduser()
+    if path.is_file() and _is_gguf(path):
+        return path
+    known = ", ".join(shipped_adapters()) or "none"
+    raise ModelNotFoundError(f"adapter {reference!r} is neither a GGUF LoRA file on this machine nor one shoal "
+                             f"ships ({known})")
+
+
 def default_model_dirs() -> tuple[Path, ...]:
     """Where a server lets local model files be unless told otherwise (`--model-dir`): ~/.shoal/models,
     the user's cache directory (~/.cache: Hugging Face's hub cache, the registry's assembled files), and

@@ -29,7 +29,7 @@ class Grammar(_Body):
 
 
 class GenerateParameters(_Body):
-    adapter_id: str | None = None  # TGI's LoRA adapter: the built-in engine has none and refuses it
+    adapter_id: str | None = None  # TGI's LoRA adapter (an adapter inference component's name)
     best_of: int | None = documented(minimum=1)
     decoder_input_details: bool = False
     details: bool = False

@@ -190,7 +190,6 @@ def _refusal(field: str, asked: Callable[[T], bool]) -> Rule[T]:
 
 BUILTIN_TGI_REFUSALS: tuple[Rule[GenerateParameters], ...] = (
     _refusal("watermark", lambda p: p.watermark),
-    _refusal("adapter_id", lambda p: bool(p.adapter_id)),
 )
 BUILTIN_OPENAI_REFUSALS: tuple[Rule[OpenAIRequest], ...] = (
     _refusal("min_p", lambda b: bool(b.min_p)),

@@ -75,8 +75,6 @@ def container_deployable(container: shapes.Container, where: str, also_allowed: 
 
 def specified(plane: SageMakerPlane, spec: shapes.Specification) -> Deployable | None:
     """What an inference component's Specification deploys: its model's container, or its own (None: neither)."""
-    if spec.base_inference_component_name:
-        raise validation("BaseInferenceComponentName (adapter inference components) is not supported by shoal")
     if spec.model_name and spec.container:
         raise validation("Specification takes ModelName or Container, not both")
     extra = plane.c.policy.extra_env
@@ -107,6 +105,23 @@ def component_spec(name: str, endpoint: str, what: Deployable, resources: Comput
         return ComponentSpec(InferenceComponentName=name, EndpointName=endpoint, ModelId=what.model_id,
                              Environment=what.env, ComputeResourceRequirements=resources, Engine=what.engine,
                              ContainerStartupHealthCheckTimeoutInSeconds=startup_s, CopyCount=copies)
+    except ValidationError as exc:
+        raise validation(problems(exc)) from None
+
+
+def adapter_spec(name: str, endpoint: str, spec: shapes.Specification) -> ComponentSpec:
+    """An adapter inference component: a LoRA adapter (Container.ArtifactUrl: a local GGUF file, or an adapter
+    shoal ships) that every copy of its base (BaseInferenceComponentName) serves; no compute or copies."""
+    if spec.compute_resource_requirements is not None or spec.model_name:
+        raise validation("An adapter inference component takes BaseInferenceComponentName and Container.ArtifactUrl "
+                         "only: its base's copies serve it (no ModelName or ComputeResourceRequirements)")
+    artifact = spec.container.artifact_url if spec.container else None
+    if not artifact:
+        raise validation("Specification.Container.ArtifactUrl is required for an adapter inference component: "
+                         "the adapter's file (a local path under the server's model directories)")
+    try:
+        return ComponentSpec(InferenceComponentName=name, EndpointName=endpoint, ModelId=local_path(
+            artifact, "Specification.Container.ArtifactUrl"), BaseInferenceComponentName=spec.base_inference_component_name)
     except ValidationError as exc:
         raise validation(problems(exc)) from None
 

@@ -20,6 +20,7 @@ from shoal.control.sagemaker import shapes, views
 from shoal.control.sagemaker.containers import (
     DEFAULT_STARTUP_TIMEOUT_S,
     Deployable,
+    adapter_spec,
     checked,
     component_spec,
     compute,
@@ -209,6 +210,11 @@ def create_inference_component(plane: SageMakerPlane, caller: Caller, req: shape
     if req.variant_name not in (None, variant):
         raise validation(f"Could not find variant \"{req.variant_name}\" in endpoint \"{req.endpoint_name}\".")
     spec = req.specification
+    if spec is not None and spec.base_inference_component_name:  # an adapter of another component
+        plane.c.create_component(adapter_spec(name, req.endpoint_name, spec))
+        plane.store.note(COMPONENT, name, VariantName=variant, ArtifactUrl=spec.container.artifact_url
+                         if spec.container else None)
+        return {"InferenceComponentArn": component_arn}
     if spec is None or spec.compute_resource_requirements is None:
         raise validation("Specification with ComputeResourceRequirements is required: what one copy needs")
     what = specified(plane, spec)

@@ -62,7 +62,11 @@ def component(plane: SageMakerPlane, caller: Caller, name: str) -> Body:
 
 
 def specification(spec: ComponentSpec, notes: Body, created: float) -> Body:
-    """The component's Specification: its model's name, or the container it runs (secrets hidden)."""
+    """The component's Specification: its model's name, or the container it runs (secrets hidden); an
+    adapter's: its base and its artifact."""
+    if spec.is_adapter:
+        return {"BaseInferenceComponentName": spec.base, "Container": {"ArtifactUrl": notes.get("ArtifactUrl")
+                                                                        or spec.model_id}}
     startup = {**notes.get("StartupParameters", {}),
                "ContainerStartupHealthCheckTimeoutInSeconds": spec.startup_timeout_s}
     out: Body = {"StartupParameters": startup, "ComputeResourceRequirements": compute(spec.compute)}

@@ -66,6 +66,16 @@ class ModelRunner(Protocol):
         """How far back sliding-window layers attend (0: no such layers)."""
         ...
 
+    def load_adapter(self, path: str) -> object:
+        """Load a LoRA adapter of this model; a handle for `use_adapter` and `free_adapter`."""
+        ...
+
+    def free_adapter(self, handle: object) -> None: ...
+
+    def use_adapter(self, handle: object | None) -> bool:
+        """Apply one adapter (None: none) to the forward passes that follow; whether that was a change."""
+        ...
+
     def warm_up(self) -> None:
         """Run a prefill and a decode once, before the engine says it is healthy."""
         ...

@@ -82,6 +82,7 @@ class LlamaCppRunner:
         self._n_seq[:] = 1
         self._piece = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}
+        self._adapter: object | None = None  # the LoRA adapter the context applies (None: the base model)
         self.info = self._describe(model_id, gpu=n_gpu_layers != 0)
 
     def _meta(self, key: str) -> str | None:
@@ -148,6 +149,31 @@ class LlamaCppRunner:
             raise generation_error(f"llama_decode failed with status {status} (KV cache full or bad batch)")
         rows = int(self._want[:n].sum())
         return np.ctypeslib.as_array(ll.llama_get_logits(self.ctx), shape=(rows, self.n_vocab))
+
+    def load_adapter(self, path: str) -> object:
+        """Load a GGUF LoRA adapter of this model (its weights stay in host memory beside the model's)."""
+        handle = ll.llama_adapter_lora_init(self.model, path.encode())
+        if not handle:
+            raise ConfigError(f"llama.cpp could not load the LoRA adapter {path} (is it a GGUF LoRA of this model?)")
+        return handle
+
+    def free_adapter(self, handle: object) -> None:
+        if handle is self._adapter:
+            self.use_adapter(None)
+        ll.llama_adapter_lora_free(handle)
+
+    def use_adapter(self, handle: object | None) -> bool:
+        """Apply `handle` (None: no adapter) to the steps that follow; whether that changed anything (the
+        next step then re-plans its graph)."""
+        if handle is self._adapter:
+            return False
+        if handle is None:
+            ll.llama_set_adapters_lora(self.ctx, None, 0, None)
+        else:
+            adapters = (ll.llama_adapter_lora_p_ctypes * 1)(handle)
+            ll.llama_set_adapters_lora(self.ctx, adapters, 1, (ctypes.c_float * 1)(1.0))
+        self._adapter = handle
+        return True
 
     def release(self, seq_id: int) -> None:
         ll.llama_memory_seq_rm(self.memory, seq_id, -1, -1)

@@ -14,15 +14,16 @@ from shoal.gateway.upstream import Answer
 from shoal.http import json_response, openai_error_response
 
 
-def named_pool(table: RoutingTable, name: object) -> Pool:
-    """OpenAI's `model`: the name of an inference component (GET /v1/models lists them)."""
+def named_pool(table: RoutingTable, name: object) -> tuple[Pool, str | None]:
+    """OpenAI's `model`: the name of an inference component, or of an adapter one (GET /v1/models lists
+    them); its pool, and the adapter."""
     if not isinstance(name, str) or not name:
         raise ApiError(400, "you must provide a model parameter", "missing_model")
-    if name not in table.pools:
-        known = ", ".join(table.pools) or "none deployed"
+    if (found := table.named(name)) is None:
+        known = ", ".join(table.names()) or "none deployed"
         raise ApiError(404, f"The model `{name}` does not exist or you do not have access to it. "
                             f"Inference components: {known}.", "model_not_found")
-    return table.pools[name]
+    return found
 
 
 class OpenAIDoor:
@@ -34,9 +35,9 @@ class OpenAIDoor:
     async def parse(self, request: web.Request, asked: Asked) -> RequestContext:
         raw = await request.read()
         data = parse_json_object(raw)
-        pool = named_pool(self.table, data.get("model"))
+        pool, adapter = named_pool(self.table, data.get("model"))
         return RequestContext(self.name, pool, asked, data, raw, data.get("stream") is True,
-                              request.content_type or "application/json")
+                              request.content_type or "application/json", adapter)
 
     def call(self, context: RequestContext) -> EngineCall:
         return engine_call(context)
@@ -49,6 +50,9 @@ class OpenAIDoor:
         return openai_error_response(exc)
 
     async def models(self, _request: web.Request) -> web.StreamResponse:
-        return json_response({"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "shoal", "root": p.config.model_id}
-            for name, p in self.table.pools.items()]})
+        """The components, and their adapters (`parent`: the base whose copies serve it)."""
+        bases = [{"id": name, "object": "model", "created": 0, "owned_by": "shoal", "root": p.config.model_id,
+                  "parent": None} for name, p in self.table.pools.items()]
+        adapters = [{"id": name, "object": "model", "created": 0, "owned_by": "shoal", "root": name, "parent": base}
+                    for name, base in self.table.adapters.items()]
+        return json_response({"object": "list", "data": bases + adapters})

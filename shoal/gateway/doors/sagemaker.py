@@ -56,17 +56,19 @@ class ContainerRefusal(ApiError):
         self.component, self.refusal = component, refusal
 
 
-def sagemaker_pool(table: RoutingTable, endpoint: str, header: str | None) -> Pool:
+def sagemaker_pool(table: RoutingTable, endpoint: str, header: str | None) -> tuple[Pool, str | None]:
+    """The component the header names (an adapter one: its base's pool, and the adapter), or the endpoint's
+    only one."""
     if endpoint not in table.endpoints:
         raise ApiError(400, f"Endpoint {endpoint} of account {ACCOUNT} not found.", "validation")
     if header:
-        pool = table.pools.get(header)
-        if pool is None or pool.config.endpoint != endpoint:
+        found = table.named(header)
+        if found is None or found[0].config.endpoint != endpoint:
             raise ApiError(400, f"Inference Component {header} not found for endpoint {endpoint}.", "validation")
-        return pool
+        return found
     members = table.members(endpoint)
     if len(members) == 1:
-        return members[0]
+        return members[0], None
     raise ApiError(400, "Inference Component Name header is required for endpoints to which you plan to deploy "
                         "inference components. Please include Inference Component Name header or consider using "
                         "SageMaker models.", "validation")
@@ -83,7 +85,7 @@ class SageMakerDoor:
         """`asked` COMPAT: InvokeEndpoint (events when the body says `stream`); GENERATE_STREAM:
         InvokeEndpointWithResponseStream (events whatever the body says, framed as an AWS event stream)."""
         endpoint = request.match_info["endpoint"]
-        pool = sagemaker_pool(self.table, endpoint, request.headers.get(COMPONENT_HEADER))
+        pool, adapter = sagemaker_pool(self.table, endpoint, request.headers.get(COMPONENT_HEADER))
         if (target := request.headers.get(TARGET_VARIANT_HEADER)) is not None and target != self.variant_of(endpoint):
             raise ApiError(400, f"Target variant {target} not found for endpoint {endpoint}: its production variant "
                                 f"is {self.variant_of(endpoint)}.", "validation")
@@ -96,7 +98,7 @@ class SageMakerDoor:
         forward = {CUSTOM_ATTRIBUTES_HEADER: attributes} if (attributes := request.headers.get(
             CUSTOM_ATTRIBUTES_HEADER)) else {}
         return RequestContext(self.name, pool, asked, data, raw, stream, request.content_type or "application/json",
-                              forward=forward)
+                              adapter, forward)
 
     def call(self, context: RequestContext) -> EngineCall:
         try:
@@ -108,7 +110,7 @@ class SageMakerDoor:
                      answer: Answer) -> web.StreamResponse:
         if answer.status >= 400:
             return model_error(answer.backend.id, answer.status, await answer.read())
-        variant = {VARIANT_HEADER: context.pool.name}
+        variant = {VARIANT_HEADER: context.adapter or context.pool.name}
         if context.asked is Asked.GENERATE_STREAM:
             out = web.StreamResponse(headers={"Content-Type": "application/vnd.amazon.eventstream",
                                               "X-Amzn-SageMaker-Content-Type": "text/event-stream",

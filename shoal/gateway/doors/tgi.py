@@ -30,8 +30,20 @@ class TgiDoor:
         raw = await request.read()
         data = parse_json_object(raw)
         stream = asked is Asked.GENERATE_STREAM or (asked is Asked.COMPAT and data.get("stream") is True)
-        return RequestContext(self.name, pool, asked, data, raw, stream,
-                              request.content_type or "application/json")
+        return RequestContext(self.name, pool, asked, data, raw, stream, request.content_type or "application/json",
+                              self.adapter(pool, data))
+
+    def adapter(self, pool: Pool, data: dict) -> str | None:
+        """TGI's `parameters.adapter_id`: one of the default component's adapter inference components."""
+        parameters = data.get("parameters")
+        adapter = parameters.get("adapter_id") if isinstance(parameters, dict) else None
+        if adapter is None:
+            return None
+        if not isinstance(adapter, str) or self.table.adapters.get(adapter) != pool.name:
+            known = ", ".join(a for a, base in self.table.adapters.items() if base == pool.name) or "none"
+            raise ApiError(422, f"`adapter_id` {adapter!r} is not an adapter of inference component {pool.name} "
+                                f"(its adapters: {known})", "validation")
+        return adapter
 
     def call(self, context: RequestContext) -> EngineCall:
         return engine_call(context)

@@ -3,7 +3,14 @@ hooks of `base.Router`, and its `Strategy`: name, how to build it from a compone
 is that module plus a line in STRATEGIES."""
 from __future__ import annotations
 
-from shoal.gateway.routing import least_outstanding, power_of_two, prefix_affinity, random_choice, round_robin
+from shoal.gateway.routing import (
+    adapter_affinity,
+    least_outstanding,
+    power_of_two,
+    prefix_affinity,
+    random_choice,
+    round_robin,
+)
 from shoal.gateway.routing.base import Candidate, Pick, Router, RoutingRequest, Settings, Strategy
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
@@ -12,6 +19,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     round_robin.STRATEGY,
     power_of_two.STRATEGY,
     prefix_affinity.STRATEGY,
+    adapter_affinity.STRATEGY,
 )}
 DEFAULT_STRATEGY = least_outstanding.STRATEGY.name
 

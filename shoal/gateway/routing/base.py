@@ -30,6 +30,9 @@ class RoutingRequest(Protocol):
     @property
     def prefix_key(self) -> bytes | None: ...  # the prompt's first characters (for cache-aware routing)
 
+    @property
+    def adapter(self) -> str | None: ...  # the LoRA adapter it names (for adapter-aware routing)
+
 
 C = TypeVar("C", bound=Candidate)
 
