@@ -6,7 +6,8 @@ so the numbers are the proxies' own cost. Load comes from
 k6 (`constant-vus`: each virtual user sends its next request as soon as the last one returns) at 1
 and 32 virtual users. The targets are measured in rotating order, `--runs` times; medians.
 `--baseline-rev REV` also runs the gateway of an earlier commit (a git worktree of REV, its own copy)
-in the same rotation: a change's before and after in one run.
+in the same rotation: a change's before and after in one run. `--traced` also runs a gateway that traces
+every request (`--otlp-endpoint`, exporting to a sink in this script that answers 200): tracing's cost.
 
     python benchmarks/gateway.py main --runs 3 --seconds 10 --out docs/results/gateway.json
     python benchmarks/gateway.py main --no-ray-peer --baseline-rev 5a42acb --out results/gateway-before-after.json
@@ -58,6 +59,7 @@ def upstream(host: str = "127.0.0.1", port: int = 0) -> None:
 
     server = web.Application()
     server.router.add_post("/invocations", answer)
+    server.router.add_post("/v1/traces", answer)  # as an OTLP sink (--traced): takes the spans, reads nothing
     server.router.add_get("/health", health)
     web.run_app(server, host=host, port=port, access_log=None, print=None)
 
@@ -101,7 +103,8 @@ def _start_ray_serve(upstream_url: str, port: int) -> None:
     serve.run(Forward.bind(f"{upstream_url}/invocations"), route_prefix="/")
 
 
-def _gateway(tmp: Path, name: str, pythonpath: Path | None = None) -> tuple[subprocess.Popen, str, str]:
+def _gateway(tmp: Path, name: str, pythonpath: Path | None = None,
+             args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str, str]:
     """A shoal server (the code in `pythonpath`, else this checkout's) with the trivial copy deployed: the
     process, its SageMaker invocation URL and the copy's URL."""
     port = free_port()
@@ -109,7 +112,7 @@ def _gateway(tmp: Path, name: str, pythonpath: Path | None = None) -> tuple[subp
     env = {**os.environ, **({"PYTHONPATH": str(pythonpath)} if pythonpath else {})}
     proc = subprocess.Popen([sys.executable, "-m", "shoal.cli", "server", "--port", str(port),
                              "--state-dir", str(tmp / f"state-{name}"), "--log-level", "warning",
-                             "--allow-command-engine"], env=env,
+                             "--allow-command-engine", *args], env=env,
                             stdout=(tmp / f"{name}.log").open("w"), stderr=subprocess.STDOUT)
     wait_healthy(url, proc, path="/openapi.json")
     command = f"{sys.executable} {Path(__file__).resolve()} upstream --host {{host}} --port {{port}}"
@@ -129,7 +132,7 @@ def _worktree(rev: str, tmp: Path) -> Path:
 
 @app.command()
 def main(runs: int = 3, seconds: int = 10, out: Path = Path("docs/results/gateway.json"),
-         ray_peer: bool = True, baseline_rev: Optional[str] = None) -> None:
+         ray_peer: bool = True, baseline_rev: Optional[str] = None, traced: bool = False) -> None:
     ray_port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="shoal-gw-bench-"))
     script = tmp / "load.js"
@@ -141,6 +144,13 @@ def main(runs: int = 3, seconds: int = 10, out: Path = Path("docs/results/gatewa
         before, before_target, _ = _gateway(tmp, "baseline", _worktree(baseline_rev, tmp))
         processes.append(before)
         targets[f"shoal@{baseline_rev}"] = before_target
+    if traced:
+        sink_port = free_port()
+        processes.append(subprocess.Popen([sys.executable, __file__, "upstream", "--port", str(sink_port)]))
+        tracing, tracing_target, _ = _gateway(tmp, "traced", args=("--otlp-endpoint",
+                                                                     f"http://127.0.0.1:{sink_port}/v1/traces"))
+        processes.append(tracing)
+        targets["shoal traced"] = tracing_target
     if ray_peer:
         _start_ray_serve(up_url, ray_port)
         targets["ray_serve"] = f"http://127.0.0.1:{ray_port}/"

@@ -23,13 +23,26 @@ def _shoal() -> None:
     """Many LLM replicas behind one endpoint."""
 
 
-def _setup_logging(level: str) -> None:
-    from shoal.http import SafeFormatter
+def _setup_logging(level: str, log_format: str = "text") -> None:
+    """Text lines, or one JSON object per line (`json`; then the gateway's access log is on: a line per request
+    with its request and trace ids). The choice passes to the copies this process starts (SHOAL_LOG_FORMAT)."""
+    from shoal.http import JsonFormatter, SafeFormatter
 
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter(f"--log-format is text or json, not {log_format!r}")
+    os.environ[LOG_FORMAT_ENV] = log_format
     handler = logging.StreamHandler()
-    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else
+                         SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler])
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health probe otherwise
+    access = log_format == "json" or level.upper() == "DEBUG"
+    logging.getLogger("shoal.access").setLevel(logging.INFO if access else logging.WARNING)
+
+
+LOG_FORMAT_ENV = "SHOAL_LOG_FORMAT"
+LogFormat = Annotated[str, typer.Option(envvar=LOG_FORMAT_ENV, help="text, or json: one JSON object per line "
+                                                                     "(and an access log line per request)")]
 
 
 @app.command()
@@ -48,12 +61,13 @@ def engine(
     chat_template: Annotated[Optional[str], typer.Option(help="Jinja chat template, or a file holding one")] = None,
     num_threads: Annotated[Optional[int], typer.Option(help="Threads (default: CPUs this process may use)")] = None,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
+    log_format: LogFormat = "text",
 ) -> None:
     """Serve one copy of a model: a TGI-compatible server with continuous batching.
 
     Every setting also reads TGI's environment name (MAX_INPUT_LENGTH, MAX_TOTAL_TOKENS, ...);
     a flag wins over the environment."""
-    _setup_logging(log_level)
+    _setup_logging(log_level, log_format)
     from shoal.engine.launch import run_engine
     from shoal.engine.settings import EngineSettings
 
@@ -107,10 +121,14 @@ def server(
         help="The AWS region SigV4 signatures must name (default: any region)")] = None,
     tls_cert: Annotated[Optional[Path], typer.Option(help="PEM certificate chain: serve HTTPS")] = None,
     tls_key: Annotated[Optional[Path], typer.Option(help="PEM private key of --tls-cert")] = None,
+    otlp_endpoint: Annotated[Optional[str], typer.Option(
+        help="Trace requests with OpenTelemetry and export over OTLP/HTTP to this URL (e.g. "
+             "http://127.0.0.1:4318/v1/traces; needs shoal[tracing]; default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)")] = None,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
+    log_format: LogFormat = "text",
 ) -> None:
     """Run the shoal server: control API, copies and gateway, on one port."""
-    _setup_logging(log_level)
+    _setup_logging(log_level, log_format)
     from shoal.control.supervisor import SupervisionSettings
     from shoal.gateway.upstream import GatewaySettings
     from shoal.http import Timeouts
@@ -126,7 +144,7 @@ def server(
         allow_command_engine=allow_command_engine, keys=load_keys(api_keys), insecure=insecure,
         model_dirs=tuple(model_dir) if model_dir else None, extra_env=tuple(allow_env or ()),
         shutdown_timeout_s=shutdown_timeout, timeouts=Timeouts(idle_timeout, body_timeout), aws_region=aws_region,
-        tls=(tls_cert, tls_key) if tls_cert and tls_key else None)
+        tls=(tls_cert, tls_key) if tls_cert and tls_key else None, otlp_endpoint=otlp_endpoint)
     asyncio.run(run_server(host, port, state_dir or DEFAULT_STATE_DIR, make_runtime(runtime, ray_address), options))
 
 
@@ -144,9 +162,10 @@ def serve(
     engine: Annotated[str, typer.Option(help="Engine of each copy: shoal, llama-server, vllm, sglang, tgi")] = "shoal",
     shutdown_timeout: ShutdownTimeout = 30.0,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
+    log_format: LogFormat = "text",
 ) -> None:
     """One command: serve MODEL with N copies behind one endpoint until Ctrl-C (nothing is kept)."""
-    _setup_logging(log_level)
+    _setup_logging(log_level, log_format)
     import tempfile
 
     from shoal.control.models import ComponentSpec, EndpointSpec

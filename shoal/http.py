@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hmac
 import logging
 import re
@@ -160,6 +161,20 @@ class SafeFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         text = super().formatMessage(record)
         return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC), level, logger, message, exception; a record with `fields` (the
+    access log's: request and trace ids, route, component, status, ms) carries them instead of its message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds")
+        out: dict[str, Any] = {"time": when, "level": record.levelname.lower(), "logger": record.name}
+        fields = getattr(record, "fields", None)
+        out.update(fields if isinstance(fields, dict) else {"message": record.getMessage()})
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(out, default=str).decode()
 
 
 class StopSignals:

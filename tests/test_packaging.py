@@ -77,7 +77,8 @@ def test_optional_modules_are_imported_lazily() -> None:
 
 
 # Which of shoal's packages each package may import (docs/architecture.md, "Dependencies point downward").
-NEUTRAL = {"shoal.errors", "shoal.http", "shoal.hardware", "shoal.protocol", "shoal.launch", "shoal.models"}
+NEUTRAL = {"shoal.errors", "shoal.http", "shoal.hardware", "shoal.protocol", "shoal.launch", "shoal.models",
+           "shoal.tracing"}
 MAY_IMPORT = {
     "shoal.protocol": {"shoal.errors"},
     "shoal.launch": set(),

@@ -10,12 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
+from shoal import tracing
 from shoal.engine import metrics
 from shoal.engine.grammar import CompiledGrammar, Grammars, GrammarSpec
 from shoal.engine.lora import Adapter, Adapters, parse_adapter_list
 from shoal.engine.runners.base import ModelRunner
 from shoal.engine.sampling import SamplingParams
-from shoal.engine.scheduler import ErrorEvent, Event, Scheduler, Sequence, TokenEvent
+from shoal.engine.scheduler import ErrorEvent, Event, Finish, Scheduler, Sequence, TokenEvent
 from shoal.engine.settings import EngineSettings
 from shoal.errors import ApiError, overloaded_error, validation_error
 from shoal.models import chat
@@ -169,6 +170,7 @@ class Engine:
                     metrics.REQUEST_SUCCESS.inc()
                     metrics.GENERATED_TOKENS.observe(done.generated_tokens)
                     metrics.REQUEST_DURATION.observe(done.queue_time + done.inference_time)
+                    _trace_phases(done, len(prep.prompt))
                 elif isinstance(event, ErrorEvent):
                     finished = True
                     metrics.REQUEST_FAILURE.labels(event.error.error_type).inc()
@@ -184,6 +186,19 @@ class Engine:
             raise ApiError(503, "the model loop is not running", "unhealthy")
         if not self.scheduler.warmed_up.is_set():
             raise ApiError(503, "warming up: the first decode has not finished", "unhealthy")
+
+
+def _trace_phases(done: Finish, prompt_tokens: int) -> None:
+    """The request's queue, prefill and decode as spans of its trace (when tracing is on)."""
+    if (phases := tracing.current_phases()) is None:
+        return
+    started = done.arrived + done.queue_time
+    first, end = started + done.prefill_time, started + done.inference_time
+    phases.add("engine queue", done.arrived, started)
+    phases.add("engine prefill", started, first, {"shoal.prompt_tokens": prompt_tokens,
+                                                  "shoal.cached_tokens": done.cached_tokens})
+    phases.add("engine decode", first, end, {"shoal.generated_tokens": done.generated_tokens,
+                                             "shoal.finish_reason": done.reason})
 
 
 ENGINE_KEY = web.AppKey("engine", Engine)

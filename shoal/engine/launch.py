@@ -7,6 +7,7 @@ import os
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from shoal import tracing
 from shoal.engine.engine import Engine
 from shoal.engine.runners.llamacpp import LlamaCppRunner
 from shoal.engine.server import build_app
@@ -43,6 +44,8 @@ async def serve_engine(settings: EngineSettings, host: str, port: int) -> None:
     """Serve until SIGTERM/SIGINT; then stop listening and let requests in flight finish (at most
     `settings.shutdown_timeout_s`; a second signal stops at once)."""
     signals = StopSignals()
+    if endpoint := tracing.configured_endpoint():
+        tracing.enable("shoal-engine", endpoint)
     engine = Engine(settings, load_runner(settings))
     app = build_app(engine, copy_token=os.environ.get(COPY_TOKEN_ENV) or None)
     site = await serve(app, host, port, settings.shutdown_timeout_s)
@@ -50,6 +53,7 @@ async def serve_engine(settings: EngineSettings, host: str, port: int) -> None:
     await signals.requested.wait()
     log.info("stopping: %d requests in flight get up to %gs to finish", engine.in_flight, settings.shutdown_timeout_s)
     await drain(site, signals.forced)
+    tracing.disable()  # exports what is batched
 
 
 def run_engine(settings: EngineSettings, host: str, port: int) -> None:

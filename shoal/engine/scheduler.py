@@ -60,6 +60,8 @@ class Finish:
     queue_time: float
     inference_time: float
     cached_tokens: int = 0  # prompt tokens reused from the prefix cache
+    arrived: float = 0.0  # time.monotonic() when it was submitted
+    prefill_time: float = 0.0  # from joining the batch to its first token
 
 
 @dataclass(slots=True)
@@ -104,6 +106,7 @@ class Sequence:
     cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
     arrived: float = field(default_factory=time.monotonic)
     started: float = 0.0
+    first_token_at: float = 0.0
     last_prompt_row: np.ndarray | None = None  # logits at the end of the last prompt chunk
 
     def __post_init__(self) -> None:
@@ -441,6 +444,8 @@ class Scheduler:
             return
         seq.sampler.observe(token_id)
         seq.generated.append(token_id)
+        if len(seq.generated) == 1:
+            seq.first_token_at = time.monotonic()
         special = self.runner.is_special(token_id)
         piece = self.runner.token_bytes(token_id)
         text = piece.decode("utf-8", "replace") if special else seq.decode(piece)
@@ -462,7 +467,8 @@ class Scheduler:
                 reason = "length"
         if reason:
             event.finish = Finish(reason, seq.text, len(seq.generated), seq.started - seq.arrived,
-                                  time.monotonic() - seq.started, seq.cached_tokens)
+                                  time.monotonic() - seq.started, seq.cached_tokens, seq.arrived,
+                                  seq.first_token_at - seq.started)
             self._retire(seq, finished=True)
 
     def _retire(self, seq: Sequence, finished: bool = False) -> None:

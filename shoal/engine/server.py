@@ -10,13 +10,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from shoal import __version__
+from shoal import __version__, tracing
 from shoal.engine import openai_routes
 from shoal.engine.engine import ENGINE_KEY, Engine, Prepared
 from shoal.engine.grammar import from_tgi
 from shoal.engine.scheduler import ErrorEvent, Finish, PrefillEvent, Token, TokenEvent
 from shoal.errors import ConfigError, validation_error
-from shoal.http import Timeouts, api_errors, bearer_only, body_deadline, json_response, sse, start_sse
+from shoal.http import Handler, Timeouts, api_errors, bearer_only, body_deadline, json_response, sse, start_sse
 from shoal.protocol.requests import GenerateRequest, TokenizeRequest, parse_body
 
 
@@ -226,10 +226,20 @@ async def metrics(_request: web.Request) -> web.StreamResponse:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+@web.middleware
+async def _traced(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Each request a span continuing the gateway's `traceparent`, with its queue, prefill and decode."""
+    with tracing.phases(f"engine {request.method} {request.path}", request.headers) as span:
+        response = await handler(request)
+        tracing.set_attributes(span, **{"http.response.status_code": response.status})
+        return response
+
+
 def build_app(engine: Engine, copy_token: str | None = None, timeouts: Timeouts | None = None) -> web.Application:
     """The engine's routes; with `copy_token`, only a caller presenting it is answered (health aside)."""
     credential = [bearer_only(copy_token)] if copy_token else []
-    app = web.Application(middlewares=[api_errors, *credential, body_deadline((timeouts or Timeouts()).body_s)],
+    traced = [_traced] if tracing.enabled() else []
+    app = web.Application(middlewares=[api_errors, *credential, *traced, body_deadline((timeouts or Timeouts()).body_s)],
                           client_max_size=engine.settings.payload_limit)
     app[ENGINE_KEY] = engine
     app.router.add_post("/generate", generate)

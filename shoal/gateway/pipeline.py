@@ -17,6 +17,7 @@ import time
 import orjson
 from aiohttp import web
 
+from shoal import tracing
 from shoal.engines.adapters import Asked
 from shoal.errors import ApiError
 from shoal.gateway import metrics
@@ -26,6 +27,7 @@ from shoal.gateway.upstream import Upstreams
 from shoal.http import Handler
 
 log = logging.getLogger(__name__)
+ACCESS = logging.getLogger("shoal.access")  # one line per request (shoal.cli sets its level)
 RID = "rid"  # request state: the request id, stamped on every answer
 
 
@@ -39,29 +41,36 @@ class Pipeline:
             started = time.perf_counter()
             request[RID] = request_id(request)
             context: RequestContext | None = None
-            try:
-                context = await door.parse(request, asked)
-                context.rid, context.arrived = request[RID], started
-                call = door.call(context)
-                async with self.upstreams.send(context, call) as answer:
-                    response = await door.encode(request, context, call, answer)
-            except ApiError as exc:
-                response = door.error(exc)
-            _observe(request, door, context, response, time.perf_counter() - started)
+            with tracing.server_span(f"{request.method} {request.path}", request.headers,
+                                     {"shoal.door": door.name, "shoal.request_id": request[RID]}) as span:
+                try:
+                    context = await door.parse(request, asked)
+                    context.rid, context.arrived = request[RID], started
+                    tracing.set_attributes(span, **{"shoal.component": context.pool.name,
+                                                    "shoal.adapter": context.adapter})
+                    call = door.call(context)
+                    async with self.upstreams.send(context, call) as answer:
+                        response = await door.encode(request, context, call, answer)
+                except ApiError as exc:
+                    response = door.error(exc)
+                tracing.set_attributes(span, **{"http.response.status_code": response.status})
+                trace_id = tracing.trace_id(span)
+            _observe(request, door, context, response, time.perf_counter() - started, trace_id)
             return response
         return handle
 
 
 def _observe(request: web.Request, door: Door, context: RequestContext | None, response: web.StreamResponse,
-             seconds: float) -> None:
+             seconds: float, trace_id: str | None = None) -> None:
     component = context.pool.name if context else "-"
     metrics.REQUESTS.labels(component, door.name, str(response.status)).inc()
     metrics.LATENCY.labels(component).observe(seconds)
-    level = logging.WARNING if response.status >= 500 else logging.DEBUG  # --log-level debug: all
-    if log.isEnabledFor(level):
-        log.log(level, orjson.dumps({"request_id": request[RID], "route": door.name, "path": request.path,
-                                     "component": component, "status": response.status,
-                                     "ms": round(seconds * 1000, 2)}).decode())
+    level = logging.WARNING if response.status >= 500 else logging.INFO
+    if ACCESS.isEnabledFor(level):  # the access log: on with --log-format json or --log-level debug
+        fields = {"request_id": request[RID], "trace_id": trace_id, "route": door.name, "path": request.path,
+                  "component": component, "adapter": context.adapter if context else None,
+                  "status": response.status, "ms": round(seconds * 1000, 2)}
+        ACCESS.log(level, "%s", orjson.dumps(fields).decode(), extra={"fields": fields})
 
 
 async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:

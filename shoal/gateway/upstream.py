@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import REGISTRY
 
+from shoal import tracing
 from shoal.engines.adapters import EngineCall
 from shoal.errors import ApiError
 from shoal.gateway import metrics
@@ -140,14 +141,15 @@ class Upstreams:
 
     @asynccontextmanager
     async def _admitted(self, pool: Pool) -> AsyncIterator[None]:
-        if not pool.serving():
-            await self._copy_started(pool)
-        else:
-            try:
-                await pool.admission.acquire(pool.capacity())
-            except ApiError:
-                metrics.REJECTED.labels(pool.name).inc()
-                raise
+        with tracing.span("admission", {"shoal.queued_before": pool.admission.queued}):
+            if not pool.serving():
+                await self._copy_started(pool)
+            else:
+                try:
+                    await pool.admission.acquire(pool.capacity())
+                except ApiError:
+                    metrics.REJECTED.labels(pool.name).inc()
+                    raise
         try:
             yield
         finally:
@@ -172,7 +174,9 @@ class Upstreams:
         told: set[str] = set()  # copies the router heard it was sent to
         dropped: Counter[str] = Counter()  # connections each copy dropped in this request
         while candidates := [b for b in pool.serving() if b.id not in tried and b.has_room]:
-            pick = pool.router.choose(request, candidates)
+            with tracing.span("route", {"shoal.strategy": pool.strategy, "shoal.candidates": len(candidates)}) as span:
+                pick = pool.router.choose(request, candidates)
+                tracing.set_attributes(span, **{"shoal.copy": pick.copy.id})
             backend = pick.copy
             backend.begin()
             try:
@@ -217,13 +221,15 @@ class Upstreams:
         assert self._session is not None
         limit = self.settings.first_byte_timeout_s
         response: aiohttp.ClientResponse | None = None
+        headers = {"Content-Type": call.content_type, **forward, **_credential(backend)}
         try:
-            async with asyncio.timeout(limit):
-                response = await self._session.post(backend.address + call.path, data=call.body,
-                                                    headers={"Content-Type": call.content_type, **forward,
-                                                             **_credential(backend)},
-                                                    trace_request_ctx=SimpleNamespace(on_sent=on_sent))
-                first = await response.content.readany() if response.content_type == SSE else b""
+            with tracing.span("first byte", {"shoal.copy": backend.id, "url.path": call.path}, client=True) as span:
+                tracing.inject(headers)  # the copy's spans continue this one
+                async with asyncio.timeout(limit):
+                    response = await self._session.post(backend.address + call.path, data=call.body, headers=headers,
+                                                        trace_request_ctx=SimpleNamespace(on_sent=on_sent))
+                    first = await response.content.readany() if response.content_type == SSE else b""
+                tracing.set_attributes(span, **{"http.response.status_code": response.status})
         except BaseException as exc:
             if response is not None:
                 response.close()
