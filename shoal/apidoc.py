@@ -30,6 +30,7 @@ class Door(Enum):
 
     AWS_JSON = "aws-json"  # SageMaker's control plane, Application Auto Scaling (POST / with X-Amz-Target)
     SAGEMAKER = "sagemaker"  # SageMaker runtime (/endpoints/...)
+    CLOUDWATCH = "cloudwatch"  # CloudWatch's query API (RPC v2 CBOR, JSON 1.0, query; shoal.observability.cloudwatch)
     OPENAI = "openai"
     TGI = "tgi"  # TGI's routes
     SHOAL = "shoal"  # shoal's own API and operations routes: TGI's error shape

@@ -124,6 +124,8 @@ def server(
     otlp_endpoint: Annotated[Optional[str], typer.Option(
         help="Trace requests with OpenTelemetry and export over OTLP/HTTP to this URL (e.g. "
              "http://127.0.0.1:4318/v1/traces; needs shoal[tracing]; default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)")] = None,
+    metrics_retention_days: Annotated[float, typer.Option(
+        min=0.01, help="Days of CloudWatch metric samples kept (1-minute resolution; state dir's observability.db)")] = 15.0,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
     log_format: LogFormat = "text",
 ) -> None:
@@ -144,7 +146,8 @@ def server(
         allow_command_engine=allow_command_engine, keys=load_keys(api_keys), insecure=insecure,
         model_dirs=tuple(model_dir) if model_dir else None, extra_env=tuple(allow_env or ()),
         shutdown_timeout_s=shutdown_timeout, timeouts=Timeouts(idle_timeout, body_timeout), aws_region=aws_region,
-        tls=(tls_cert, tls_key) if tls_cert and tls_key else None, otlp_endpoint=otlp_endpoint)
+        tls=(tls_cert, tls_key) if tls_cert and tls_key else None, otlp_endpoint=otlp_endpoint,
+        metrics_retention_days=metrics_retention_days)
     asyncio.run(run_server(host, port, state_dir or DEFAULT_STATE_DIR, make_runtime(runtime, ray_address), options))
 
 
@@ -421,12 +424,18 @@ def keys_create(
     name: Annotated[str, typer.Argument(help="A name for the key (shown in logs instead of the secret)")],
     scope: Annotated[str, typer.Option(help="admin (everything) or invoke (inference routes only)")] = "invoke",
     file: Annotated[Path, typer.Option(help="The key file to add it to")] = Path.home() / ".shoal" / "keys.json",
+    requests_per_minute: Annotated[Optional[int], typer.Option(
+        min=1, help="Refuse its inference requests past this many per minute (429, Retry-After)")] = None,
+    tokens_per_minute: Annotated[Optional[int], typer.Option(
+        min=1, help="Refuse its inference requests once its answers used this many tokens in a minute")] = None,
 ) -> None:
     """Make a key and add it to the key file; print its secret once."""
-    from shoal.security.keys import Scope, append_key, new_key
+    from shoal.security.keys import KeyLimits, Scope, append_key, new_key
 
+    limits = KeyLimits(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute) \
+        if requests_per_minute or tokens_per_minute else None
     try:
-        key = new_key(name, Scope(scope))
+        key = new_key(name, Scope(scope), limits)
     except ValueError:
         raise typer.BadParameter(f"--scope must be admin or invoke, not {scope!r}") from None
     append_key(file, key)
@@ -434,6 +443,47 @@ def keys_create(
                f"  Bearer token (SHOAL_API_KEY, OpenAI api_key): {key.secret.get_secret_value()}\n"
                f"  AWS credentials (boto3, sagemaker SDK): aws_access_key_id={key.access_key_id} "
                f"aws_secret_access_key={key.secret.get_secret_value()}")
+
+
+@app.command()
+def usage(
+    key: Annotated[Optional[str], typer.Option(help="Only this API key's (its name)")] = None,
+    component: Annotated[Optional[str], typer.Option(help="Only this inference component's")] = None,
+    since: Annotated[Optional[str], typer.Option(
+        help="From when: a duration back from now (90m, 24h, 7d) or a time (ISO 8601); default: all that is kept")] = None,
+    by: Annotated[Optional[str], typer.Option(help="A row per hour or day")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The API's answer, as JSON")] = False,
+    url: Url = f"http://127.0.0.1:{DEFAULT_PORT}",
+) -> None:
+    """Usage per API key and inference component: requests, errors, tokens (GET /api/usage)."""
+    import json
+    import time
+    from urllib.parse import urlencode
+
+    from rich.table import Table
+
+    from shoal.sdk import Session
+
+    query = {"key": key, "component": component, "by": by, "start": _since(since, time.time()) if since else None}
+    report = Session(url).call("GET", "/api/usage?" + urlencode({k: v for k, v in query.items() if v is not None}))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table(*(["hour" if by == "hour" else "day"] if by else []), "key", "component", "requests", "errors",
+                  "throttled", "prompt tokens", "cached", "generated", "total tokens")
+    for r in report["rows"]:
+        when = [time.strftime("%Y-%m-%d %H:00" if by == "hour" else "%Y-%m-%d", time.gmtime(r["start"]))] if by else []
+        table.add_row(*when, r["key"] or "(no key)", r["component"] or "-", *(str(r[f]) for f in (
+            "requests", "errors", "throttled", "prompt_tokens", "cached_tokens", "generated_tokens", "total_tokens")))
+    table_console().print(table)
+
+
+def _since(text: str, now: float) -> str:
+    """`90m`, `24h`, `7d` back from `now` (epoch seconds), or the ISO 8601 time as given."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return str(now - float(text[:-1]) * units[text[-1]])
+    return text
 
 
 @app.command()

@@ -17,6 +17,7 @@ from shoal.control.api import ControlApi
 from shoal.control.autoscaling import aas_api
 from shoal.control.autoscaling.scaler import Autoscaler
 from shoal.control.controller import Controller
+from shoal.control.models import CopyStatus
 from shoal.control.store import StateStore
 from shoal.control.supervisor import SupervisionSettings
 from shoal.engines.base import ServerPolicy
@@ -27,6 +28,12 @@ from shoal.gateway.routes import add_gateway_routes
 from shoal.gateway.upstream import GatewaySettings, Upstreams
 from shoal.http import StopSignals, Timeouts, api_errors, body_deadline, drain, serve
 from shoal.models.registry import default_model_dirs
+from shoal.observability.catalog import ComponentReading
+from shoal.observability.cloudwatch import wire as cloudwatch_wire
+from shoal.observability.cloudwatch.operations import CloudWatch
+from shoal.observability.limits import Limits
+from shoal.observability.service import Observability
+from shoal.observability.store import DEFAULT_RETENTION_DAYS
 from shoal.protocol.responses import ErrorBody
 from shoal.runtime.base import Runtime
 from shoal.security.keys import KeyRing, Scope
@@ -51,6 +58,7 @@ class ServerOptions:
     timeouts: Timeouts = field(default_factory=Timeouts)  # idle connections, request bodies
     aws_region: str | None = None  # the region SigV4 signatures must name (None: any)
     tls: tuple[Path, Path] | None = None  # certificate chain and private key files: serve HTTPS
+    metrics_retention_days: float = DEFAULT_RETENTION_DAYS  # CloudWatch's samples (1-minute resolution)
 
 
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -83,7 +91,7 @@ async def _metrics(_request: web.Request) -> web.StreamResponse:
 
 
 def build_app(controller: Controller, upstreams: Upstreams, options: ServerOptions, scaler: Autoscaler | None = None,
-              readiness: Readiness | None = None) -> web.Application:
+              readiness: Readiness | None = None, obs: Observability | None = None) -> web.Application:
     keys = options.keys
     plane = sagemaker.SageMakerPlane(controller)
     services = {sagemaker.TARGET_PREFIX: sagemaker.sagemaker_service(plane)}
@@ -91,13 +99,27 @@ def build_app(controller: Controller, upstreams: Upstreams, options: ServerOptio
         services[aas_api.TARGET_PREFIX] = aas_api.service(scaler)  # Application Auto Scaling, same door
     aws_json = sagemaker.AwsJsonDoor(services)  # POST / with X-Amz-Target; TGI's POST / without
     doc = ApiDoc()  # the route table: routing, keys and the OpenAPI document
+    cloudwatch = cloudwatch_wire.CloudWatchDoor(CloudWatch(obs)) if obs else None
+    if cloudwatch:  # CloudWatch's JSON 1.0 and query protocols on POST / (its CBOR protocol has a route)
+        obs.catalog.variant_of = plane.variant_name
+        doc.add_header_door(HeaderDoor(cloudwatch_wire.claims, Declared(Door.CLOUDWATCH, Scope.ADMIN)))
     doc.add_header_door(HeaderDoor(aws_json.claims, Declared(Door.AWS_JSON, Scope.ADMIN)))
-    policy = KeyPolicy(keys, options.aws_region, options.timeouts.body_s)
+    policy = KeyPolicy(keys, options.aws_region, options.timeouts.body_s,
+                       {Door.CLOUDWATCH: cloudwatch_wire.refusal})
     middlewares = [api_errors, *([require_keys(policy, doc)] if keys else []),  # keys: from headers, before bodies
-                   body_deadline(options.timeouts.body_s), aws_json.middleware()]
+                   body_deadline(options.timeouts.body_s), *([cloudwatch.middleware()] if cloudwatch else []),
+                   aws_json.middleware()]
     app = web.Application(middlewares=middlewares, client_max_size=16 << 20)
-    ControlApi(controller, scaler).add_to(app, doc)
-    add_gateway_routes(app, doc, controller.table, upstreams, options.default_component, plane.variant_name)
+    ControlApi(controller, scaler, obs.usage_report if obs else None).add_to(app, doc)
+    add_gateway_routes(app, doc, controller.table, upstreams, options.default_component, plane.variant_name,
+                       tuple(obs.observers) if obs else (), obs.gate if obs else None)
+    if cloudwatch:
+        doc.add(app, Op("POST", cloudwatch_wire.CBOR_PATH, cloudwatch.cbor, "CloudWatch GetMetricData, "
+                        "GetMetricStatistics, ListMetrics (Smithy RPC v2 CBOR, boto3's `cloudwatch`)", "operations",
+                        replies=(Reply(200, media_type="application/cbor"),
+                                 Reply(400, media_type="application/cbor", description="CloudWatch's error")),
+                        params=(Param("operation", description="GetMetricData, GetMetricStatistics, ListMetrics"),),
+                        door=Door.CLOUDWATCH))
     doc.add(app, Op("GET", "/metrics", _metrics, "Prometheus metrics", "operations",
                     replies=(Reply(200, media_type="text/plain"),)))
     readiness = readiness or Readiness(controller.table, detail=not keys)
@@ -133,7 +155,10 @@ async def run_server(host: str, port: int, state_dir: Path, runtime: Runtime | N
     scaler = Autoscaler(controller, store)  # autoscaling policies: decisions every second, scale from zero
     await scaler.start()
     readiness = Readiness(table, detail=not options.keys)
-    app = build_app(controller, upstreams, options, scaler, readiness)
+    obs = Observability(state_dir, components=lambda full: _readings(controller, full),
+                        limits=_key_limits(options.keys), retention_days=options.metrics_retention_days)
+    await obs.start()  # CloudWatch's metrics and usage per key (state_dir/observability.db)
+    app = build_app(controller, upstreams, options, scaler, readiness, obs)
     ssl_context = tls_context(*options.tls) if options.tls else None
     site = await serve(app, host, port, options.shutdown_timeout_s, options.timeouts, ssl_context)
     log.info("shoal server on %s://%s:%d (state in %s)", "https" if ssl_context else "http", host, port, state_dir)
@@ -148,7 +173,34 @@ async def run_server(host: str, port: int, state_dir: Path, runtime: Runtime | N
         controller.closing()
         await scaler.stop()
         await drain(site, signals.forced)
+        await obs.stop()  # what the last requests left in memory goes to disk
         log.info("stopping the copies")
         await controller.close()
         await upstreams.close()
         store.close()
+
+def _key_limits(keys: KeyRing) -> dict[str, Limits]:
+    return {k.name: Limits(k.limits.requests_per_minute, k.limits.tokens_per_minute) for k in keys.keys if k.limits}
+
+
+def _readings(controller: Controller, full: bool) -> list[ComponentReading]:
+    """Each component's copies and load for CloudWatch's samples; with `full`, each copy's CPU (% of its reserved
+    cores) and memory (% of MaxMemoryRequiredInMb, else of its reservation) too."""
+    out = []
+    for name, comp in list(controller.components.items()):
+        if (pool := controller.table.pools.get(name)) is None:
+            continue
+        serving = [r for r in comp.replicas if r.status == CopyStatus.IN_SERVICE and r.handle is not None]
+        cpu: list[float] = []
+        memory: list[float] = []
+        for r in serving if full else ():
+            assert r.handle is not None
+            if (used := r.handle.cpu_percent()) is not None:
+                cpu.append(used / max(r.slot.cpu_share, 1e-9))
+            if (rss := r.handle.memory_mb()) is not None and (budget := comp.spec.compute.max_memory_mb or
+                                                               r.slot.memory_mb):
+                memory.append(100.0 * rss / budget)
+        load = pool.load()
+        out.append(ComponentReading(comp.spec.endpoint, name, len(comp.replicas), len(serving),
+                                    load.in_flight + load.queued, cpu, memory))
+    return out

@@ -82,11 +82,16 @@ NEUTRAL = {"shoal.errors", "shoal.http", "shoal.hardware", "shoal.protocol", "sh
 MAY_IMPORT = {
     "shoal.protocol": {"shoal.errors"},
     "shoal.launch": set(),
-    "shoal.engine": NEUTRAL,
+    "shoal.engine": NEUTRAL | {"shoal.observability.tokens"},  # a stream's token counts, for the gateway
     "shoal.engines": NEUTRAL | {"shoal.engine.settings",  # the built-in kind checks its engine's settings
                                 "shoal.security.environment"},  # what a component's environment may set
     "shoal.runtime": NEUTRAL | {"shoal.security.environment"},  # what a copy may inherit
-    "shoal.gateway": NEUTRAL | {"shoal.engines", "shoal.apidoc", "shoal.security"},
+    "shoal.gateway": NEUTRAL | {"shoal.engines", "shoal.apidoc", "shoal.security",
+                                "shoal.observability.hooks", "shoal.observability.tokens"},  # its record, token counts
+    "shoal.observability": {"shoal.errors", "shoal.http", "shoal.protocol"},
+    # the web console sits beside the server: it reads the control plane, the gateway's view and the runtimes
+    "shoal.webconsole": NEUTRAL | {"shoal.apidoc", "shoal.control", "shoal.gateway", "shoal.engines", "shoal.runtime",
+                                   "shoal.security"},
 }
 
 

@@ -1,6 +1,9 @@
 """The control API (`/api/...`): create, describe, list, update and delete endpoints and components."""
 from __future__ import annotations
 
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -13,9 +16,12 @@ from shoal.control.autoscaling.scaler import Autoscaler
 from shoal.control.controller import Controller
 from shoal.control.models import ComponentSpec, ComponentUpdate, ComponentView, EndpointSpec, EndpointView
 from shoal.errors import ApiError
+from shoal.observability.usage import UsageReport
 from shoal.protocol.responses import ErrorBody
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
+# (start, end, key, component, by) -> usage rows (shoal.observability.service.Observability.usage_report)
+UsageQuery = Callable[[float, float, "str | None", "str | None", "str | None"], Awaitable[UsageReport]]
 
 
 async def _body(request: web.Request, model: type[SpecT]) -> SpecT:
@@ -41,9 +47,11 @@ def _json(data: BaseModel | list[Any], status: int = 200) -> web.Response:
 
 
 class ControlApi:
-    def __init__(self, controller: Controller, scaler: Autoscaler | None = None) -> None:
+    def __init__(self, controller: Controller, scaler: Autoscaler | None = None,
+                 usage: UsageQuery | None = None) -> None:
         self.c = controller
         self.scaler = scaler
+        self.usage = usage
 
     async def create_endpoint(self, request: web.Request) -> web.StreamResponse:
         return _json(self.c.create_endpoint(await _body(request, EndpointSpec)), 201)
@@ -110,6 +118,16 @@ class ControlApi:
         self.scaler.delete(request.match_info["name"])
         return web.Response(status=204)
 
+    # -- usage per API key --------------------------------------------------------------------------------
+    async def get_usage(self, request: web.Request) -> web.StreamResponse:
+        assert self.usage is not None
+        q = request.query
+        end = _moment(q.get("end"), "end", time.time())
+        start = _moment(q.get("start"), "start", 0.0)
+        if q.get("by") not in (None, "hour", "day"):
+            raise ApiError(400, f"by: hour or day, not {q['by']!r}", "ValidationException")
+        return _json(await self.usage(start, end, q.get("key"), q.get("component"), q.get("by")))
+
     def add_to(self, app: web.Application, doc: ApiDoc) -> None:
         endpoint, component = Param("name", description="endpoint name"), Param("name", description="component name")
         errors = (Reply(400, ErrorBody, description="bad input, or copies that do not fit (what is short)"),
@@ -154,3 +172,19 @@ class ControlApi:
                params=(component,)),
         ):
             doc.add(app, op)
+
+
+def _moment(value: str | None, name: str, default: float) -> float:
+    """A query parameter's time: epoch seconds or ISO 8601 (UTC unless it says otherwise)."""
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"{name}: epoch seconds or an ISO 8601 time, not {value!r}", "ValidationException") \
+            from None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()

@@ -24,6 +24,7 @@ from shoal.engine.scheduler import ErrorEvent, Event, Finish, Token, TokenEvent
 from shoal.engine.tools import ParsedCall, ToolPlan, prompt_messages
 from shoal.errors import ApiError
 from shoal.http import Handler, json_response, openai_error_response, sse, start_sse
+from shoal.observability.tokens import USAGE_HEADER, Tokens
 from shoal.protocol.requests import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -144,6 +145,11 @@ def _usage(prep: Prepared, choices: list[ChoiceOutput]) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": cached}}
 
 
+def _token_headers(usage: dict[str, Any]) -> dict[str, str]:
+    return {"x-prompt-tokens": str(usage["prompt_tokens"]), "x-generated-tokens": str(usage["completion_tokens"]),
+            "x-cached-tokens": str(usage["prompt_tokens_details"]["cached_tokens"])}
+
+
 async def _choice_events(engine: Engine, preps: list[Prepared], want_logprobs: bool
                          ) -> AsyncIterator[tuple[int, Event]]:
     """The events of every choice, as they come, tagged with the choice's index."""
@@ -193,12 +199,16 @@ async def _respond(request: web.Request, engine: Engine, preps: list[Prepared], 
             running -= c.finish is not None
             if not running:
                 break
-        if response is None:
-            return json_response({**envelope, "choices": [door.answer(c) for c in choices],
-                                  "usage": _usage(preps[0], choices)})
+        usage = _usage(preps[0], choices)
+        if response is None:  # TGI's token headers too, which the gateway counts usage by
+            return json_response({**envelope, "choices": [door.answer(c) for c in choices], "usage": usage},
+                                 headers=_token_headers(usage))
         if not running and body.stream_options and body.stream_options.include_usage:
-            await response.write(sse({**envelope, "choices": [], "usage": _usage(preps[0], choices)}))
+            await response.write(sse({**envelope, "choices": [], "usage": usage}))
         await response.write(b"data: [DONE]\n\n")
+        if USAGE_HEADER in request.headers:  # the gateway asks for the stream's token counts, after its events
+            await response.write(Tokens(usage["prompt_tokens"], usage["completion_tokens"],
+                                        usage["prompt_tokens_details"]["cached_tokens"]).trailer())
         await response.write_eof()
         return response
 

@@ -17,6 +17,7 @@ from shoal.engine.grammar import from_tgi
 from shoal.engine.scheduler import ErrorEvent, Finish, PrefillEvent, Token, TokenEvent
 from shoal.errors import ConfigError, validation_error
 from shoal.http import Handler, Timeouts, api_errors, bearer_only, body_deadline, json_response, sse, start_sse
+from shoal.observability.tokens import USAGE_HEADER, Tokens
 from shoal.protocol.requests import GenerateRequest, TokenizeRequest, parse_body
 
 
@@ -127,7 +128,7 @@ async def _stream(request: web.Request, engine: Engine, body: GenerateRequest) -
     prep = await _prepare(engine, body, stream=True)
     with engine.admitted():
         response = await start_sse(request)
-        index = 0
+        index, cached = 0, 0
         async for event in engine.events(prep):
             if isinstance(event, ErrorEvent):
                 await response.write(sse(event.error.body()))
@@ -135,6 +136,7 @@ async def _stream(request: web.Request, engine: Engine, body: GenerateRequest) -
             if not isinstance(event, TokenEvent):
                 continue
             index += 1
+            cached = event.finish.cached_tokens if event.finish else cached
             message: dict[str, Any] = {"index": index, "token": token_json(event.token),
                                        "top_tokens": [token_json(t) for t in event.top_tokens] or None,
                                        "generated_text": None, "details": None}
@@ -145,6 +147,8 @@ async def _stream(request: web.Request, engine: Engine, body: GenerateRequest) -
                     message["details"] = {"finish_reason": f.reason, "generated_tokens": f.generated_tokens,
                                           "seed": prep.sampling.seed, "cached_tokens": f.cached_tokens}
             await response.write(sse(message))
+        if USAGE_HEADER in request.headers:  # the gateway asks for the stream's token counts, after its events
+            await response.write(Tokens(len(prep.prompt), index, cached).trailer())
         await response.write_eof()
         return response
 

@@ -15,6 +15,7 @@ from shoal.gateway.doors.tgi import TgiDoor
 from shoal.gateway.pipeline import Pipeline, stamp_request_id
 from shoal.gateway.pool import RoutingTable
 from shoal.gateway.upstream import Upstreams
+from shoal.observability.hooks import Gate, Observer
 from shoal.protocol.requests import ChatCompletionRequest, CompletionRequest, GenerateRequest, TokenizeRequest
 from shoal.protocol.responses import (
     ChatCompletion,
@@ -38,10 +39,12 @@ _TGI_EVENTS = (TgiStreamEvent, ErrorBody)
 
 def add_gateway_routes(app: web.Application, doc: ApiDoc, table: RoutingTable, upstreams: Upstreams,
                        default_component: str | None = None,
-                       variant_of: Callable[[str], str] = lambda _endpoint: DEFAULT_VARIANT) -> None:
-    """The gateway's routes; `variant_of(endpoint)` names an endpoint's production variant (SageMaker's)."""
+                       variant_of: Callable[[str], str] = lambda _endpoint: DEFAULT_VARIANT,
+                       observers: tuple[Observer, ...] = (), gate: Gate | None = None) -> None:
+    """The gateway's routes; `variant_of(endpoint)` names an endpoint's production variant (SageMaker's);
+    `observers` hear every finished request, `gate` may refuse one (per-key limits)."""
     app.on_response_prepare.append(stamp_request_id)
-    pipeline = Pipeline(upstreams)
+    pipeline = Pipeline(upstreams, observers, gate)
     sagemaker = SageMakerDoor(table, variant_of)
     openai, tgi = OpenAIDoor(table), TgiDoor(table, default_component)
     endpoint = Param("endpoint", description="endpoint name")

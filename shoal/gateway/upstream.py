@@ -65,6 +65,7 @@ class Answer:
     response: aiohttp.ClientResponse
     first: bytes = b""
     pick: Pick[Any] | None = None  # the router's choice that sent it here
+    sent: float = 0.0  # time.perf_counter() when the request went to a copy (SageMaker's ModelLatency starts)
 
     @property
     def status(self) -> int:
@@ -121,6 +122,7 @@ class Upstreams:
             async with self._admitted(pool):
                 sent = time.perf_counter()
                 answer = await self._first_answer(request, call)
+                answer.sent = sent
                 try:
                     yield answer
                 finally:

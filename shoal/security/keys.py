@@ -4,9 +4,13 @@ AWS credentials that boto3 and the `sagemaker` SDK sign SageMaker requests with 
 
 A key file (`--api-keys FILE`, or the same JSON in the SHOAL_API_KEYS variable):
 
-    [{"name": "ops", "scope": "admin", "access_key_id": "SHOAL...", "secret": "..."}]
+    [{"name": "ops", "scope": "admin", "access_key_id": "SHOAL...", "secret": "..."},
+     {"name": "app", "scope": "invoke", "access_key_id": "SHOAL...", "secret": "...",
+      "limits": {"requests_per_minute": 60, "tokens_per_minute": 20000}}]
 
-`shoal keys create NAME --scope invoke --file FILE` makes one. Secrets never appear in logs, errors or
+`limits` is optional (each of its two members too): past either, the key's inference requests are refused
+with 429 and Retry-After (shoal.observability.limits). `shoal keys create NAME --scope invoke --file FILE`
+makes one. Secrets never appear in logs, errors or
 describe output.
 """
 from __future__ import annotations
@@ -34,11 +38,19 @@ class Scope(str, Enum):
         return self is Scope.ADMIN or needed is Scope.INVOKE
 
 
+class KeyLimits(BaseModel):
+    """Per minute, over a sliding minute; absent: no limit."""
+
+    requests_per_minute: int | None = Field(None, gt=0)
+    tokens_per_minute: int | None = Field(None, gt=0, description="prompt + generated tokens")
+
+
 class ApiKey(BaseModel):
     name: str = Field(min_length=1)
     scope: Scope
     access_key_id: str = Field(pattern=r"^[A-Za-z0-9]{8,64}$")
     secret: SecretStr = Field(min_length=16)
+    limits: KeyLimits | None = None
 
 
 _KEY_LIST = TypeAdapter(list[ApiKey])
@@ -93,9 +105,9 @@ def load_keys(path: Path | None = None) -> KeyRing:
     return KeyRing(keys)
 
 
-def new_key(name: str, scope: Scope) -> ApiKey:
+def new_key(name: str, scope: Scope, limits: KeyLimits | None = None) -> ApiKey:
     return ApiKey(name=name, scope=scope, access_key_id="SHOAL" + secrets.token_hex(8).upper(),
-                  secret=SecretStr(secrets.token_urlsafe(30)))
+                  secret=SecretStr(secrets.token_urlsafe(30)), limits=limits)
 
 
 def append_key(path: Path, key: ApiKey) -> None:
@@ -103,7 +115,8 @@ def append_key(path: Path, key: ApiKey) -> None:
     existing = load_keys(path).keys if path.exists() else []
     if any(k.name == key.name for k in existing):
         raise ConfigError(f"{path} already has a key named {key.name!r}")
-    records = [{**k.model_dump(mode="json"), "secret": k.secret.get_secret_value()} for k in [*existing, key]]
+    records = [{**k.model_dump(mode="json", exclude_none=True), "secret": k.secret.get_secret_value()}
+               for k in [*existing, key]]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # a file that existed keeps its mode through O_CREAT: make it private too

@@ -3,14 +3,16 @@
 Which door a request came through and which scope it needs are declared where its route is registered
 (shoal.apidoc: one table for routing, keys and the OpenAPI document); a route the table does not declare
 needs an admin key. Bearer keys (`Authorization: Bearer <secret>`) work everywhere; AWS SigV4 works on
-SageMaker's and Application Auto Scaling's routes, which boto3 and the `sagemaker` SDK sign. `invoke` keys
+SageMaker's, Application Auto Scaling's and CloudWatch's routes, which boto3 and the `sagemaker` SDK sign
+(for the services `sagemaker`, `application-autoscaling`, `monitoring`). `invoke` keys
 reach the inference routes; `admin` keys reach everything (control API, SageMaker's control plane, /metrics).
 """
 from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -22,7 +24,9 @@ from shoal.security.sigv4 import ALGORITHM, SignatureError, SignedRequest, crede
 
 log = logging.getLogger(__name__)
 KEY_NAME = "api_key_name"  # request state: the name of the key that was checked
-_AWS = (Door.AWS_JSON, Door.SAGEMAKER)
+_AWS = (Door.AWS_JSON, Door.SAGEMAKER, Door.CLOUDWATCH)
+# A door whose refusals depend on the request itself (CloudWatch answers in the protocol it was asked in).
+Refuse = Callable[[web.Request, int, str, str], web.Response]
 
 
 def refusal(door: Door, status: int, code: str, message: str) -> web.Response:
@@ -42,12 +46,20 @@ class KeyPolicy:
     keys: KeyRing
     region: str | None = None
     body_timeout_s: float = 30.0
+    refusals: Mapping[Door, Refuse] = field(default_factory=dict)  # doors that word refusals their own way
+
+    def refuse(self, request: web.Request, door: Door, status: int, code: str, message: str) -> web.Response:
+        if (words := self.refusals.get(door)) is not None:
+            return words(request, status, code, message)
+        return refusal(door, status, code, message)
 
 
 def aws_service(request: web.Request, door: Door) -> str:
     """The signing name boto3 uses for the route's service."""
     if door is Door.AWS_JSON and request.headers.get("X-Amz-Target", "").startswith("AnyScaleFrontendService."):
         return "application-autoscaling"
+    if door is Door.CLOUDWATCH:
+        return "monitoring"
     return "sagemaker"
 
 
@@ -58,9 +70,9 @@ async def _identify(request: web.Request, policy: KeyPolicy, door: Door) -> ApiK
         key = keys.by_bearer(header[7:].strip())
         if key is None:
             code = "invalid_api_key" if door is Door.OPENAI else "UnrecognizedClientException"
-            return refusal(door, 403 if door in _AWS else 401, code,
-                           "Incorrect API key provided." if door is Door.OPENAI
-                           else "The security token included in the request is invalid.")
+            return policy.refuse(request, door, 403 if door in _AWS else 401, code,
+                                 "Incorrect API key provided." if door is Door.OPENAI
+                                 else "The security token included in the request is invalid.")
         return key
     if header.startswith(ALGORITHM) and door in _AWS:
         try:
@@ -70,11 +82,11 @@ async def _identify(request: web.Request, policy: KeyPolicy, door: Door) -> ApiK
                                    {k.lower(): v for k, v in request.headers.items()}, body)
             return verify(signed, signer)
         except SignatureError as exc:
-            return refusal(door, 403, exc.kind, exc.message)
+            return policy.refuse(request, door, 403, exc.kind, exc.message)
     if door in _AWS:
-        return refusal(door, 403, "MissingAuthenticationTokenException", "Missing Authentication Token")
-    return refusal(door, 401, "missing_api_key" if door is Door.OPENAI else "unauthorized",
-                   "You didn't provide an API key: send `Authorization: Bearer <key>`.")
+        return policy.refuse(request, door, 403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+    return policy.refuse(request, door, 401, "missing_api_key" if door is Door.OPENAI else "unauthorized",
+                         "You didn't provide an API key: send `Authorization: Bearer <key>`.")
 
 
 def require_keys(policy: KeyPolicy, routes: ApiDoc) -> web.middleware:  # type: ignore[valid-type]
@@ -91,9 +103,9 @@ def require_keys(policy: KeyPolicy, routes: ApiDoc) -> web.middleware:  # type: 
             log.info("refused %s %s: %s", request.method, request.path, key.status)
             return key
         if not key.scope.allows(needed):
-            return refusal(door, 403, "AccessDeniedException" if door in _AWS
-                           else "forbidden", f"the key {key.name!r} has scope {key.scope.value}; this route "
-                                             f"needs an {needed.value} key")
+            return policy.refuse(request, door, 403, "AccessDeniedException" if door in _AWS else "forbidden",
+                                 f"the key {key.name!r} has scope {key.scope.value}; this route needs an "
+                                 f"{needed.value} key")
         request[KEY_NAME] = key.name  # for logs: the key's name, never its secret
         return await handler(request)
 

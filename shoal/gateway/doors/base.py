@@ -17,6 +17,7 @@ from shoal.gateway import metrics
 from shoal.gateway.context import RequestContext
 from shoal.gateway.upstream import Answer
 from shoal.http import sse
+from shoal.observability.tokens import USAGE_HEADER, StreamMeter, from_body, from_headers
 
 log = logging.getLogger(__name__)
 COPY_HEADER = "x-shoal-copy"  # which copy served the request
@@ -24,6 +25,8 @@ COPY_HEADER = "x-shoal-copy"  # which copy served the request
 PASSED_HEADERS = ("x-prompt-tokens", "x-generated-tokens", "x-cached-tokens", "x-queue-time", "x-inference-time",
                   "x-total-time", "X-Amzn-SageMaker-Custom-Attributes")
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+TOKENS = "tokens"  # request state: the answer's token counts (shoal.observability.tokens.Tokens), where reported
+FIRST_BYTE = "first_byte"  # request state: time.perf_counter() when a stream's first chunk went to the client
 
 
 class Door(Protocol):
@@ -46,7 +49,10 @@ def request_id(request: web.Request) -> str:
 
 
 def engine_call(context: RequestContext) -> EngineCall:
-    """What the component's engine is sent for this request (its adapter's call)."""
+    """What the component's engine is sent for this request (its adapter's call). A stream asks the copy for its
+    token counts at the end (the built-in engine's trailer, which `stream_out` takes out)."""
+    if context.stream:
+        context.forward = {**context.forward, USAGE_HEADER: "1"}
     config = context.pool.config
     return config.adapter.call(context.engine_request(), config.limits)
 
@@ -60,7 +66,10 @@ async def relay(request: web.Request, context: RequestContext, call: EngineCall,
                 extra: dict[str, str] | None = None) -> web.StreamResponse:
     """The answer to what was asked: whole, or streamed through as it arrives."""
     if not streams(call, answer):
-        body = call.whole(await answer.read()) if answer.status < 400 else await answer.read()
+        raw = await answer.read()
+        if answer.status < 400:
+            request[TOKENS] = from_headers(answer.response.headers) or from_body(raw)
+        body = call.whole(raw) if answer.status < 400 else raw
         return web.Response(status=answer.status, body=body, headers=copy_headers(answer, extra),
                             content_type=answer.content_type if call.translation is None else "application/json")
     out = web.StreamResponse(status=answer.status, headers={**copy_headers(answer, extra), **SSE_HEADERS})
@@ -75,18 +84,25 @@ async def stream_out(request: web.Request, context: RequestContext, chunks: Asyn
                      out: web.StreamResponse, frame: Callable[[bytes], bytes] = lambda chunk: chunk,
                      cut: Callable[[str], bytes] | None = None) -> web.StreamResponse:
     """Write `chunks` to the client as they come (each `frame`d); a copy that dies mid-stream ends it with an
-    error event (`cut`, or TGI's error event)."""
+    error event (`cut`, or TGI's error event). The stream's token counts are read on the way (`TOKENS`)."""
     await out.prepare(request)
     started, first = time.perf_counter(), True
+    meter = StreamMeter()
     try:
         async for chunk in chunks:
+            if not (chunk := meter.chunk(chunk)):
+                continue
             if first:
-                metrics.TTFB.labels(context.pool.name).observe(time.perf_counter() - started)
+                request[FIRST_BYTE] = now = time.perf_counter()
+                metrics.TTFB.labels(context.pool.name).observe(now - started)
                 first = False
             await out.write(frame(chunk))
     except aiohttp.ClientPayloadError as exc:
         log.warning("request %s: copy ended the stream early: %s", context.rid, exc)
         message = "the copy serving this stream stopped"
         await out.write(cut(message) if cut else sse({"error": message, "error_type": "generation"}))
+    if rest := meter.end():
+        await out.write(frame(rest))
+    request[TOKENS] = meter.tokens
     await out.write_eof()
     return out
