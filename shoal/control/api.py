@@ -158,6 +158,15 @@ class ControlApi:
                "component (its copies drain first)", "control", replies=(Reply(204), *errors), params=(component,)),
         ):
             doc.add(app, op)
+        if self.usage is not None:
+            doc.add(app, Op("GET", "/api/usage", self.get_usage, "Usage per API key and inference component: requests, "
+                            "errors, throttled requests, prompt, cached and generated tokens", "control",
+                            replies=(Reply(200, UsageReport), Reply(400, ErrorBody)), params=(
+                                Param("start", "query", "from (epoch seconds or ISO 8601; default: all kept)"),
+                                Param("end", "query", "until (epoch seconds or ISO 8601; default: now)"),
+                                Param("key", "query", "only this API key's (its name)"),
+                                Param("component", "query", "only this inference component's"),
+                                Param("by", "query", "rows per hour or day (default: one row per key and component)"))))
         if self.scaler is None:
             return
         for op in (
