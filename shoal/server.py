@@ -5,12 +5,13 @@ import logging
 import os
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from shoal import tracing
 from shoal.apidoc import ApiDoc, Declared, Door, HeaderDoor, Op, Param, Reply
 from shoal.control import sagemaker
 from shoal.control.api import ControlApi
@@ -25,6 +26,7 @@ from shoal.errors import ConfigError
 from shoal.gateway.pool import RoutingTable
 from shoal.gateway.readiness import Readiness, ReadinessReport
 from shoal.gateway.routes import add_gateway_routes
+from shoal.gateway.scrape import CopyMetrics
 from shoal.gateway.upstream import GatewaySettings, Upstreams
 from shoal.http import StopSignals, Timeouts, api_errors, body_deadline, drain, serve
 from shoal.models.registry import default_model_dirs
@@ -38,6 +40,7 @@ from shoal.protocol.responses import ErrorBody
 from shoal.runtime.base import Runtime
 from shoal.security.keys import KeyRing, Scope
 from shoal.security.middleware import KeyPolicy, check_exposure, require_keys
+from shoal.webconsole import WebConsole
 
 log = logging.getLogger(__name__)
 DEFAULT_STATE_DIR = Path.home() / ".shoal"
@@ -59,6 +62,8 @@ class ServerOptions:
     aws_region: str | None = None  # the region SigV4 signatures must name (None: any)
     tls: tuple[Path, Path] | None = None  # certificate chain and private key files: serve HTTPS
     metrics_retention_days: float = DEFAULT_RETENTION_DAYS  # CloudWatch's samples (1-minute resolution)
+    bench_dirs: tuple[Path, ...] = ()  # where the web console looks for `shoal bench` results (results.json)
+    otlp_endpoint: str | None = None  # OTLP/HTTP traces URL: trace requests (shoal.tracing); None: the environment's
 
 
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -86,8 +91,13 @@ def make_runtime(kind: str = "local", ray_address: str = "auto") -> Runtime:
     raise ConfigError(f"unknown runtime '{kind}' (local, ray)")
 
 
-async def _metrics(_request: web.Request) -> web.StreamResponse:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+def _metrics(table: RoutingTable) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The server's metrics and every copy's engine metrics, labelled with endpoint, component and copy."""
+    copies = CopyMetrics(table)
+
+    async def metrics(_request: web.Request) -> web.StreamResponse:
+        return web.Response(body=await copies.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return metrics
 
 
 def build_app(controller: Controller, upstreams: Upstreams, options: ServerOptions, scaler: Autoscaler | None = None,
@@ -120,7 +130,8 @@ def build_app(controller: Controller, upstreams: Upstreams, options: ServerOptio
                                  Reply(400, media_type="application/cbor", description="CloudWatch's error")),
                         params=(Param("operation", description="GetMetricData, GetMetricStatistics, ListMetrics"),),
                         door=Door.CLOUDWATCH))
-    doc.add(app, Op("GET", "/metrics", _metrics, "Prometheus metrics", "operations",
+    doc.add(app, Op("GET", "/metrics", _metrics(controller.table), "Prometheus metrics: the server's and every "
+                    "copy's (labelled endpoint, component, copy)", "operations",
                     replies=(Reply(200, media_type="text/plain"),)))
     readiness = readiness or Readiness(controller.table, detail=not keys)
     for path in ("/health", "/ping"):
@@ -129,6 +140,7 @@ def build_app(controller: Controller, upstreams: Upstreams, options: ServerOptio
                         "operations", replies=(Reply(200, ReadinessReport), Reply(503, ReadinessReport),
                                                Reply(404, ErrorBody)),
                         params=(Param("component", "query", "ask about one inference component"),), open=True))
+    WebConsole(controller, scaler, keys, options.bench_dirs).add_to(app, doc)  # /console
     doc.add(app, Op("GET", "/live", readiness.live, "The server process answers (liveness)", "operations",
                     replies=(Reply(200, media_type="text/plain"),), open=True))
     doc.serve(app)
@@ -142,7 +154,12 @@ async def run_server(host: str, port: int, state_dir: Path, runtime: Runtime | N
     `options.shutdown_timeout_s`; a second signal cuts it short) and stop every copy. `on_ready` runs once
     the port is open."""
     options = options or ServerOptions()
+    if not options.bench_dirs:  # `shoal bench` writes results/bench by default, beside where it ran
+        options = replace(options, bench_dirs=(state_dir / "bench", Path.cwd() / "results"))
     check_exposure(host, options.keys, options.insecure)
+    if endpoint := options.otlp_endpoint or tracing.configured_endpoint():
+        os.environ[tracing.ENDPOINT_ENV] = endpoint  # the copies it starts export their spans there too
+        tracing.enable("shoal", endpoint)
     os.umask(0o077)  # state, logs and keys are the server's own: files 0600, directories 0700
     signals = StopSignals()
     store = StateStore(state_dir / "state.db")
@@ -178,6 +195,8 @@ async def run_server(host: str, port: int, state_dir: Path, runtime: Runtime | N
         await controller.close()
         await upstreams.close()
         store.close()
+        tracing.disable()  # exports what is batched
+
 
 def _key_limits(keys: KeyRing) -> dict[str, Limits]:
     return {k.name: Limits(k.limits.requests_per_minute, k.limits.tokens_per_minute) for k in keys.keys if k.limits}

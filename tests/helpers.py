@@ -80,6 +80,16 @@ def metric(url: str, name: str) -> float:
     raise KeyError(name)
 
 
+def until_idle(url: str, timeout: float = 120) -> None:
+    """Until the engine at `url` runs and queues no request: greedy answers compared with each other must not
+    share a batch with another test's leftovers (a batch's shape can move a near-tie of the logits)."""
+    deadline = time.monotonic() + timeout
+    while (busy := metric(url, "tgi_batch_current_size") + metric(url, "tgi_queue_size")) > 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} still runs or queues {busy:g} requests after {timeout:g}s")
+        time.sleep(0.2)
+
+
 def labelled_metric(url: str, name: str) -> dict[str, float]:
     """Samples of a labelled Prometheus metric: {'a="x",b="y"': value}."""
     out = {}

@@ -41,6 +41,14 @@ def problems(exc: ValidationError) -> str:
                      for e in exc.errors())
 
 
+def _flag(request: web.Request, name: str) -> bool:
+    """A boolean query parameter: true or false (400 otherwise, rather than a guess)."""
+    value = request.query.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise ApiError(400, f"query parameter `{name}` must be true or false, not {value!r}", "ValidationException")
+    return value == "true"
+
+
 def _json(data: BaseModel | list[Any], status: int = 200) -> web.Response:
     payload = [d.model_dump(mode="json") for d in data] if isinstance(data, list) else data.model_dump(mode="json")
     return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
@@ -63,7 +71,7 @@ class ControlApi:
         return _json(self.c.endpoint_view(request.match_info["name"]))
 
     async def delete_endpoint(self, request: web.Request) -> web.StreamResponse:
-        cascade = request.query.get("cascade", "false").lower() in ("1", "true", "yes")
+        cascade = _flag(request, "cascade")
         await self.c.delete_endpoint(request.match_info["name"], cascade)
         return web.Response(status=204)
 

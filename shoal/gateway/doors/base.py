@@ -86,7 +86,7 @@ async def stream_out(request: web.Request, context: RequestContext, chunks: Asyn
     """Write `chunks` to the client as they come (each `frame`d); a copy that dies mid-stream ends it with an
     error event (`cut`, or TGI's error event). The stream's token counts are read on the way (`TOKENS`)."""
     await out.prepare(request)
-    started, first = time.perf_counter(), True
+    started, first = context.arrived, True  # time to first token: from the request's arrival
     meter = StreamMeter()
     try:
         async for chunk in chunks:
