@@ -6,8 +6,9 @@ so the numbers are the proxies' own cost. Load comes from
 k6 (`constant-vus`: each virtual user sends its next request as soon as the last one returns) at 1
 and 32 virtual users. The targets are measured in rotating order, `--runs` times; medians.
 `--baseline-rev REV` also runs the gateway of an earlier commit (a git worktree of REV, its own copy)
-in the same rotation: a change's before and after in one run. `--traced` also runs a gateway that traces
-every request (`--otlp-endpoint`, exporting to a sink in this script that answers 200): tracing's cost.
+in the same rotation: a change's before and after in one run. `--traced` also runs two gateways that trace
+(`--otlp-endpoint`, exporting to a sink in this script that answers 200): every request, and one in ten
+(`--trace-sample-ratio 0.1`): tracing's cost.
 
     python benchmarks/gateway.py main --runs 3 --seconds 10 --out docs/results/gateway.json
     python benchmarks/gateway.py main --no-ray-peer --baseline-rev 5a42acb --out results/gateway-before-after.json
@@ -147,10 +148,11 @@ def main(runs: int = 3, seconds: int = 10, out: Path = Path("docs/results/gatewa
     if traced:
         sink_port = free_port()
         processes.append(subprocess.Popen([sys.executable, __file__, "upstream", "--port", str(sink_port)]))
-        tracing, tracing_target, _ = _gateway(tmp, "traced", args=("--otlp-endpoint",
-                                                                     f"http://127.0.0.1:{sink_port}/v1/traces"))
-        processes.append(tracing)
-        targets["shoal traced"] = tracing_target
+        for label, ratio in (("shoal traced", "1"), ("shoal traced 1/10", "0.1")):
+            tracing, tracing_target, _ = _gateway(tmp, label.replace(" ", "-").replace("/", "of"), args=(
+                "--otlp-endpoint", f"http://127.0.0.1:{sink_port}/v1/traces", "--trace-sample-ratio", ratio))
+            processes.append(tracing)
+            targets[label] = tracing_target
     if ray_peer:
         _start_ray_serve(up_url, ray_port)
         targets["ray_serve"] = f"http://127.0.0.1:{ray_port}/"

@@ -124,6 +124,9 @@ def server(
     otlp_endpoint: Annotated[Optional[str], typer.Option(
         help="Trace requests with OpenTelemetry and export over OTLP/HTTP to this URL (e.g. "
              "http://127.0.0.1:4318/v1/traces; needs shoal[tracing]; default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)")] = None,
+    trace_sample_ratio: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, help="Share of requests traced when the caller sent no traceparent (a caller's "
+                               "sampled flag is followed; default: OTEL_TRACES_SAMPLER_ARG, else 1)")] = None,
     metrics_retention_days: Annotated[float, typer.Option(
         min=0.01, help="Days of CloudWatch metric samples kept (1-minute resolution; state dir's observability.db)")] = 15.0,
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "info",
@@ -147,7 +150,7 @@ def server(
         model_dirs=tuple(model_dir) if model_dir else None, extra_env=tuple(allow_env or ()),
         shutdown_timeout_s=shutdown_timeout, timeouts=Timeouts(idle_timeout, body_timeout), aws_region=aws_region,
         tls=(tls_cert, tls_key) if tls_cert and tls_key else None, otlp_endpoint=otlp_endpoint,
-        metrics_retention_days=metrics_retention_days)
+        trace_sample_ratio=trace_sample_ratio, metrics_retention_days=metrics_retention_days)
     asyncio.run(run_server(host, port, state_dir or DEFAULT_STATE_DIR, make_runtime(runtime, ray_address), options))
 
 

@@ -64,6 +64,7 @@ class ServerOptions:
     metrics_retention_days: float = DEFAULT_RETENTION_DAYS  # CloudWatch's samples (1-minute resolution)
     bench_dirs: tuple[Path, ...] = ()  # where the web console looks for `shoal bench` results (results.json)
     otlp_endpoint: str | None = None  # OTLP/HTTP traces URL: trace requests (shoal.tracing); None: the environment's
+    trace_sample_ratio: float | None = None  # share of requests traced (a caller's traceparent decides its own)
 
 
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -158,8 +159,10 @@ async def run_server(host: str, port: int, state_dir: Path, runtime: Runtime | N
         options = replace(options, bench_dirs=(state_dir / "bench", Path.cwd() / "results"))
     check_exposure(host, options.keys, options.insecure)
     if endpoint := options.otlp_endpoint or tracing.configured_endpoint():
-        os.environ[tracing.ENDPOINT_ENV] = endpoint  # the copies it starts export their spans there too
-        tracing.enable("shoal", endpoint)
+        ratio = tracing.configured_ratio() if options.trace_sample_ratio is None else options.trace_sample_ratio
+        os.environ.update({tracing.ENDPOINT_ENV: endpoint, tracing.SAMPLER_ENV: "parentbased_traceidratio",
+                           tracing.SAMPLER_ARG_ENV: str(ratio)})  # the copies it starts trace alike
+        tracing.enable("shoal", endpoint, sample_ratio=ratio)
     os.umask(0o077)  # state, logs and keys are the server's own: files 0600, directories 0700
     signals = StopSignals()
     store = StateStore(state_dir / "state.db")

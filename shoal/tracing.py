@@ -8,10 +8,16 @@ own. A client's W3C `traceparent` is continued; the gateway sends the copy a `tr
 Spans: the gateway's request (door, component, status), its admission wait, the routing choice (copy), the
 exchange until the first byte; the engine's request with its queue, prefill and decode (recorded from the
 scheduler's timestamps when the request ends). Off, every call here is a check of one global and nothing else.
+
+Sampling is decided at the root, before OpenTelemetry is asked anything: a request whose caller sent a
+`traceparent` follows the caller's sampled flag; one without is traced with probability `sample_ratio`
+(`--trace-sample-ratio`, or OpenTelemetry's OTEL_TRACES_SAMPLER_ARG). A request not sampled costs a random
+draw; its caller's `traceparent`, if any, is passed on to the copy unchanged (W3C's rule for a proxy).
 """
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager, nullcontext
@@ -19,8 +25,11 @@ from contextvars import ContextVar
 from typing import Any
 
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+SAMPLER_ENV, SAMPLER_ARG_ENV = "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"
 _tracer: Any = None  # opentelemetry's Tracer while tracing is on
 _provider: Any = None
+_ratio = 1.0  # of requests without a caller's decision, the share traced
+_passed_on: ContextVar[str | None] = ContextVar("shoal_traceparent_passed_on", default=None)
 _NO_SPAN: nullcontext[None] = nullcontext()
 _phases: ContextVar[Phases | None] = ContextVar("shoal_trace_phases", default=None)
 
@@ -34,9 +43,17 @@ def configured_endpoint(env: Mapping[str, str] = os.environ) -> str | None:
     return None
 
 
-def enable(service: str, endpoint: str | None = None, exporter: Any = None) -> None:
-    """Trace from now on: export to `endpoint` (OTLP/HTTP, batched), or to `exporter` as each span ends."""
-    global _tracer, _provider
+def configured_ratio(env: Mapping[str, str] = os.environ) -> float:
+    """The sampling ratio OpenTelemetry's variables name (a `traceidratio` sampler's argument), else 1."""
+    if env.get(SAMPLER_ENV, "").removeprefix("parentbased_") == "traceidratio" and SAMPLER_ARG_ENV in env:
+        return min(max(float(env[SAMPLER_ARG_ENV]), 0.0), 1.0)
+    return 1.0
+
+
+def enable(service: str, endpoint: str | None = None, exporter: Any = None, sample_ratio: float = 1.0) -> None:
+    """Trace from now on: export to `endpoint` (OTLP/HTTP, batched), or to `exporter` as each span ends; of the
+    requests without a caller's decision, `sample_ratio` are traced."""
+    global _tracer, _provider, _ratio
     try:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -50,7 +67,7 @@ def enable(service: str, endpoint: str | None = None, exporter: Any = None) -> N
     if endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    _tracer, _provider = provider.get_tracer("shoal"), provider
+    _tracer, _provider, _ratio = provider.get_tracer("shoal"), provider, sample_ratio
 
 
 def disable() -> None:
@@ -65,11 +82,34 @@ def enabled() -> bool:
     return _tracer is not None
 
 
+def _sampled(headers: Mapping[str, str]) -> bool:
+    """The root's decision: the caller's sampled flag, else a draw. A request not sampled passes its caller's
+    traceparent on."""
+    parent = headers.get("traceparent")
+    caller = _caller_sampled(parent) if parent is not None else None
+    _passed_on.set(parent if caller is False else None)
+    if caller is None:
+        return _ratio >= 1.0 or random.random() < _ratio
+    return caller
+
+
+def _caller_sampled(parent: str) -> bool | None:
+    """The sampled flag of a W3C traceparent (version-traceid-parentid-flags); None when it is malformed."""
+    flags = parent[-2:]
+    if len(parent) != 55 or flags.strip("0123456789abcdef"):
+        return None
+    return bool(int(flags, 16) & 1)
+
+
 def server_span(name: str, headers: Mapping[str, str], attributes: dict[str, Any] | None = None) -> Any:
     """A span for a request that came in, continuing the caller's `traceparent` (a context manager; None
-    inside when tracing is off)."""
-    if _tracer is None:
+    inside when tracing is off or the request is not sampled)."""
+    if _tracer is None or not _sampled(headers):
         return _NO_SPAN
+    return _root(name, headers, attributes)
+
+
+def _root(name: str, headers: Mapping[str, str], attributes: dict[str, Any] | None) -> Any:
     from opentelemetry.propagate import extract
     from opentelemetry.trace import SpanKind
     return _tracer.start_as_current_span(name, context=extract(headers), kind=SpanKind.SERVER,
@@ -80,15 +120,23 @@ def span(name: str, attributes: dict[str, Any] | None = None, client: bool = Fal
     """A child of the current span (a context manager; None inside when tracing is off)."""
     if _tracer is None:
         return _NO_SPAN
-    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace import SpanKind, get_current_span
+    if not get_current_span().is_recording():  # outside a sampled request
+        return _NO_SPAN
     return _tracer.start_as_current_span(name, kind=SpanKind.CLIENT if client else SpanKind.INTERNAL,
                                          attributes=attributes)
 
 
 def inject(headers: MutableMapping[str, str]) -> None:
-    """Add the current span's `traceparent` to headers going out."""
-    if _tracer is not None:
-        from opentelemetry.propagate import inject as otel_inject
+    """Add the current span's `traceparent` to headers going out (or the caller's, for a request not sampled)."""
+    if _tracer is None:
+        return
+    if (parent := _passed_on.get()) is not None:
+        headers["traceparent"] = parent
+        return
+    from opentelemetry.propagate import inject as otel_inject
+    from opentelemetry.trace import get_current_span
+    if get_current_span().is_recording():
         otel_inject(headers)
 
 
@@ -106,10 +154,10 @@ def set_attributes(target: Any, **attributes: Any) -> None:
 def phases(name: str, headers: Mapping[str, str], attributes: dict[str, Any] | None = None) -> Iterator[Any]:
     """A server span whose child phases are recorded afterwards from timestamps: code running inside it finds
     them with `current_phases()`. Yields the span (None when tracing is off)."""
-    if _tracer is None:
+    if _tracer is None or not _sampled(headers):
         yield None
         return
-    with server_span(name, headers, attributes) as current:
+    with _root(name, headers, attributes) as current:
         token = _phases.set(Phases(current))
         try:
             yield current

@@ -8,7 +8,7 @@ PROMPT = "The capital of France is"
 
 
 def post(url: str, path: str, body: dict, **kw) -> httpx.Response:
-    return httpx.post(f"{url}{path}", json=body, timeout=60, **kw)
+    return httpx.post(f"{url}{path}", json=body, timeout=300, **kw)
 
 
 def sse_events(response: httpx.Response) -> list[dict]:

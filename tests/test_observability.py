@@ -166,3 +166,37 @@ def test_json_logs_have_one_line_per_request_with_its_ids(server: tuple[str, Pat
     copy_log = next((state / "logs").glob("gemma-*.log"))
     assert all(json.loads(line)["logger"] for line in copy_log.read_text().splitlines() if line.startswith("{"))
     wait_for_component(Session(url), "gemma", lambda v: v["status"] == "InService")
+
+
+def test_sampling_follows_the_callers_flag_else_the_ratio() -> None:
+    """In-process, an in-memory exporter: ratio 0 traces nothing of its own, yet follows a caller that sampled;
+    a caller's unsampled traceparent (or a malformed one) is passed on unchanged or ignored."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from shoal import tracing
+
+    exporter = InMemorySpanExporter()
+    tracing.enable("test", exporter=exporter, sample_ratio=0.0)
+    try:
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        sampled, unsampled = f"00-{trace_id}-00f067aa0ba902b7-01", f"00-{trace_id}-00f067aa0ba902b7-00"
+        for headers in ({}, {"traceparent": "00-nonsense-01"}):
+            with tracing.server_span("root", headers) as root, tracing.span("child") as child:
+                out: dict[str, str] = {}
+                tracing.inject(out)
+            assert root is None and child is None and out == {}
+        with tracing.server_span("root", {"traceparent": unsampled}) as root:
+            out = {}
+            tracing.inject(out)
+        assert root is None and out == {"traceparent": unsampled}  # a proxy passes the caller's decision on
+        with tracing.server_span("root", {"traceparent": sampled}) as root, tracing.span("child"):
+            out = {}
+            tracing.inject(out)
+        assert tracing.trace_id(root) == trace_id and out["traceparent"].startswith(f"00-{trace_id}-")
+        assert out["traceparent"] != sampled  # the child's own span id, not the caller's
+        assert sorted(s.name for s in exporter.get_finished_spans()) == ["child", "root"]
+    finally:
+        tracing.disable()
+    assert tracing.configured_ratio({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                                     "OTEL_TRACES_SAMPLER_ARG": "0.25"}) == 0.25
+    assert tracing.configured_ratio({"OTEL_TRACES_SAMPLER_ARG": "0.25"}) == 1.0

@@ -11,7 +11,6 @@ import httpx
 import jsonschema
 import openai
 import pytest
-from helpers import until_idle
 from pydantic import BaseModel, Field
 from test_engine_routes import sse_events
 from text_generation import Client
@@ -42,13 +41,6 @@ def valid(text: str, schema: dict[str, Any]) -> Any:
     value = json.loads(text)
     jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(value)
     return value
-
-
-@pytest.fixture(autouse=True)
-def idle(engine_url: str) -> None:
-    """The session's engine is shared: each test here starts when it runs nothing else (its greedy answers are
-    compared with each other)."""
-    until_idle(engine_url)
 
 
 @pytest.fixture(scope="module")

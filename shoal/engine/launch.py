@@ -45,7 +45,7 @@ async def serve_engine(settings: EngineSettings, host: str, port: int) -> None:
     `settings.shutdown_timeout_s`; a second signal stops at once)."""
     signals = StopSignals()
     if endpoint := tracing.configured_endpoint():
-        tracing.enable("shoal-engine", endpoint)
+        tracing.enable("shoal-engine", endpoint, sample_ratio=tracing.configured_ratio())
     engine = Engine(settings, load_runner(settings))
     app = build_app(engine, copy_token=os.environ.get(COPY_TOKEN_ENV) or None)
     site = await serve(app, host, port, settings.shutdown_timeout_s)
