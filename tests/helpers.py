@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
+import psutil
 
 from shoal.runtime.local import free_port  # noqa: F401  (re-exported for the tests)
 
@@ -78,6 +79,15 @@ def metric(url: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise KeyError(name)
+
+
+def copy_info(copy: dict) -> dict:
+    """A copy's /info, asked as its gateway asks: with the copy's credential (from the copy's environment)."""
+    token = psutil.Process(copy["pid"]).environ().get("SHOAL_COPY_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = httpx.get(f"{copy['address']}/info", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def until_idle(url: str, timeout: float = 120) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from helpers import server_process
+from helpers import copy_info, server_process
 
 from shoal.sdk import Model, Predictor, ResourceRequirements, Session, ShoalApiError
 
@@ -48,7 +48,7 @@ def test_two_copies_one_core_each_with_affinity_and_env(server: str, state_dir: 
             env = proc.environ()
             assert env["SHOAL_NUM_THREADS"] == "1" and env["CUDA_VISIBLE_DEVICES"] == ""
             assert env["HF_MODEL_ID"] == "gemma-3-270m" and env["MAX_TOTAL_TOKENS"] == "512"
-            assert httpx.get(f"{copy['address']}/info").json()["max_total_tokens"] == 512
+            assert copy_info(copy)["max_total_tokens"] == 512
             cores += copy["slot"]["cores"]
         assert sorted(cores) == [0, 1]
         assert predictor.predict(BODY)[0]["generated_text"]
@@ -102,7 +102,7 @@ def test_env_update_replaces_copies_one_at_a_time(server: str) -> None:
         view = predictor.update(env={"MAX_TOTAL_TOKENS": "768"})
         assert view["status"] == "InService" and set(_pids(session, "rolling")).isdisjoint(before)
         for copy in view["copies"]:
-            assert httpx.get(f"{copy['address']}/info").json()["max_total_tokens"] == 768
+            assert copy_info(copy)["max_total_tokens"] == 768
         assert predictor.predict(BODY)[0]["generated_text"]
     finally:
         predictor.delete_endpoint(cascade=True)

@@ -176,7 +176,7 @@ def test_a_huge_tokenize_neither_stalls_the_copy_nor_gets_it_restarted(server: t
             slowest = max(slowest, time.monotonic() - started)
             time.sleep(0.1)
     assert tokenized.result().status_code == 200 and len(tokenized.result().json()) > 400_000
-    assert slowest < 1.0
+    assert slowest < 2.5  # half the supervisor's probe timeout (5 s); on a quiet machine a few ms
     too_big = httpx.post(f"{before['address']}/tokenize", json={"inputs": "x" * 2_100_000}, headers=gateway)
     assert too_big.status_code == 413
     after = _copy(url, keys, "gemma")

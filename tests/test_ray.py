@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import ray
-from helpers import server_process, wait_for_component
+from helpers import copy_info, server_process, wait_for_component
 from ray.cluster_utils import Cluster
 
 from shoal.launch import LaunchPlan, Slot
@@ -72,7 +72,7 @@ def test_seed_component_fills_a_node_then_spans_two_and_a_25th_copy_does_not_fit
                       ).deploy("p4d", "ml.p4d.24xlarge", 3, ResourceRequirements(requests=SEED))
     view = predictor.describe()
     assert [c["slot"]["instance"] for c in view["copies"]] == [0] * 8
-    devices = {httpx.get(f"{c['address']}/info").json()["cuda_visible_devices"] for c in view["copies"]}
+    devices = {copy_info(c)["cuda_visible_devices"] for c in view["copies"]}
     assert devices == {str(i) for i in range(8)}  # Ray gave each copy its own accelerator
     view = predictor.update(copies=12)
     assert sorted(c["slot"]["instance"] for c in view["copies"]) == [0] * 8 + [1] * 4

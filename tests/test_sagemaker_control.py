@@ -15,7 +15,7 @@ import botocore.config
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from helpers import server_process
+from helpers import copy_info, server_process
 
 from shoal.control.controller import BatchSize
 from shoal.control.sagemaker.images import supported
@@ -196,7 +196,7 @@ def test_endpoint_configs(sm) -> None:  # type: ignore[no-untyped-def]
     assert refused(RoutingConfig={"RoutingStrategy": "FASTEST"}) == (
         "1 validation error detected: Value 'FASTEST' at 'productionVariants.1.member.routingConfig.routingStrategy' "
         "failed to satisfy constraint: Member must satisfy enum value set: [LEAST_OUTSTANDING_REQUESTS, RANDOM, "
-        "ROUND_ROBIN, POWER_OF_TWO, PREFIX_AFFINITY]")
+        "ROUND_ROBIN, POWER_OF_TWO, PREFIX_AFFINITY, ADAPTER_AFFINITY]")
     assert refused(ModelName="gemma").startswith("shoal serves inference-component-based endpoints")
     assert refused(ContainerStartupHealthCheckTimeoutInSeconds=5000) == (  # boto3 checks minimums, AWS maximums
         "1 validation error detected: Value 5000 at 'productionVariants.1.member.containerStartupHealthCheckTimeoutIn"
@@ -535,7 +535,7 @@ def test_rolling_update_brings_new_copies_up_first_and_fails_no_request(sm: Any,
     assert min(serving) >= 2, f"copies in service while rolling: {serving}"  # new copies up before old ones leave
     copies = _copies(server, "roll")
     assert len(copies) == 2 and before.isdisjoint(c["pid"] for c in copies)
-    assert all(httpx.get(f"{c['address']}/info").json()["max_total_tokens"] == 768 for c in copies)
+    assert all(copy_info(c)["max_total_tokens"] == 768 for c in copies)
     assert described["LastDeploymentConfig"] == ROLLING and "FailureReason" not in described
     assert described["Specification"]["Container"]["Environment"]["MAX_TOTAL_TOKENS"] == "768"
     remove(sm, "rolling", ("roll",))

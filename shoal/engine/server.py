@@ -12,8 +12,9 @@ from pydantic import BaseModel, Field
 
 from shoal import __version__, tracing
 from shoal.engine import openai_routes
-from shoal.engine.engine import ENGINE_KEY, Engine, Prepared
+from shoal.engine.engine import ENGINE_KEY, INLINE_TOKENIZE_CHARS, Engine, Prepared
 from shoal.engine.grammar import from_tgi
+from shoal.engine.runners.base import ModelRunner
 from shoal.engine.scheduler import ErrorEvent, Finish, PrefillEvent, Token, TokenEvent
 from shoal.errors import ConfigError, validation_error
 from shoal.http import Handler, Timeouts, api_errors, bearer_only, body_deadline, json_response, sse, start_sse
@@ -166,15 +167,21 @@ async def compat_generate(request: web.Request) -> web.StreamResponse:
 async def tokenize(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE_KEY]
     body = parse_body(await request.read(), TokenizeRequest)
+    tokens = await engine.tokenize(body.inputs)
+    if len(body.inputs) <= INLINE_TOKENIZE_CHARS:
+        return json_response(_token_listing(engine.runner, tokens))
+    return json_response(await asyncio.to_thread(_token_listing, engine.runner, tokens))  # the loop keeps answering
+
+
+def _token_listing(runner: ModelRunner, tokens: list[int]) -> list[dict[str, Any]]:
+    """TGI's /tokenize answer: each token's id, text and character span in the input."""
     out, cursor = [], 0
-    for token in await engine.tokenize(body.inputs):
-        text = engine.runner.token_bytes(token).decode("utf-8", "replace")
-        if engine.runner.is_special(token):
-            out.append({"id": token, "text": text, "start": cursor, "stop": cursor})
-            continue
-        out.append({"id": token, "text": text, "start": cursor, "stop": cursor + len(text)})
-        cursor += len(text)
-    return json_response(out)
+    for token in tokens:
+        text = runner.token_bytes(token).decode("utf-8", "replace")
+        stop = cursor if runner.is_special(token) else cursor + len(text)
+        out.append({"id": token, "text": text, "start": cursor, "stop": stop})
+        cursor = stop
+    return out
 
 
 class AdapterEntry(BaseModel):

@@ -112,7 +112,7 @@ def _variant(variants: list[shapes.ProductionVariant]) -> shapes.ProductionVaria
 
 
 def _routing(v: shapes.ProductionVariant) -> str:
-    """SageMaker's strategies and shoal's own (ROUND_ROBIN, POWER_OF_TWO, PREFIX_AFFINITY)."""
+    """SageMaker's strategies and shoal's own (ROUND_ROBIN, POWER_OF_TWO, PREFIX_AFFINITY, ADAPTER_AFFINITY)."""
     routing = v.routing_config.routing_strategy if v.routing_config else DEFAULT_STRATEGY
     if routing not in STRATEGIES:
         raise validation(f"1 validation error detected: Value '{routing}' at 'productionVariants.1.member.routingConfig"
