@@ -37,7 +37,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from helpers import free_port, metric, wait_healthy  # noqa: E402
+from helpers import free_port, labelled_metric, wait_healthy  # noqa: E402
 
 from shoal.bench.loadgen import Workload, closed_loop  # noqa: E402
 from shoal.bench.stats import summarize  # noqa: E402
@@ -142,12 +142,11 @@ def rss_mb(session: Session, components: list[str]) -> list[float]:
     return out
 
 
-def switches(session: Session) -> float:
-    try:
-        copies = session.component(BASE)["copies"]
-    except Exception:
-        return 0.0
-    return sum(metric(c["address"], "shoal_lora_adapter_switches_total") for c in copies if c.get("address"))
+def switches(url: str) -> float:
+    """Adapter switches of the base's copies so far, from the server's one scrape (each copy's engine metrics,
+    labelled with its component)."""
+    return sum(value for labels, value in labelled_metric(url, "shoal_lora_adapter_switches_total").items()
+               if f'component="{BASE}"' in labels)
 
 
 def measure(url: str, system: System, prompts: list[str], seconds: float, warmup: float, users: int,
@@ -158,13 +157,13 @@ def measure(url: str, system: System, prompts: list[str], seconds: float, warmup
         target = Target("shoal", url, ENDPOINT)
         half = len(prompts) // 2
         asyncio.run(closed_loop(Mixed(target, prompts[half:], NEW_TOKENS, components=components), users, warmup))
-        before = switches(session) if system.engine == "shoal" and not system.merged else None
+        before = switches(url) if system.engine == "shoal" and not system.merged else None
         run = asyncio.run(closed_loop(Mixed(target, prompts[:half], NEW_TOKENS, components=components), users,
                                       seconds))
         row = summarize(run, system.name, f"vus={users}").row()
         row["rss_mb"] = rss_mb(session, components)
         if before is not None:
-            row["switches_per_request"] = (switches(session) - before) / max(row["requests"], 1)
+            row["switches_per_request"] = (switches(url) - before) / max(row["requests"], 1)
         return row
     finally:
         Predictor(ENDPOINT, None, session).delete_endpoint(cascade=True)  # waits until its copies are gone

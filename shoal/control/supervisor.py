@@ -127,7 +127,7 @@ class Supervisor:
                                           json={"adapters": [{"name": n, "path": p} for n, p in wanted]},
                                           headers={"Authorization": f"Bearer {replica.token}"})
         except httpx.HTTPError as exc:
-            log.warning("%s could not load its adapters: %s", replica.id, exc)
+            log.warning("%s could not load its adapters: %s", replica.id, str(exc) or type(exc).__name__)
             return
         if answer.status_code != 200:
             log.warning("%s refused its adapters: %s %s", replica.id, answer.status_code, answer.text[:300])

@@ -50,6 +50,7 @@ class EngineRequest:
     content_type: str = JSON
     adapter: str | None = None
     adapter_index: int = 0
+    adapter_count: int = 0  # adapters the base's copies hold (llama.cpp's server is told each one's scale)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class Translating:
     dialect: Dialect
 
     def call(self, request: EngineRequest, limits: TgiLimits) -> EngineCall:
-        adapter = self.dialect.adapter_fields(request.adapter, request.adapter_index) if request.adapter else {}
+        adapter = self.dialect.adapter_fields(request.adapter, request.adapter_index, request.adapter_count)
         if request.asked.openai:
             body = orjson.dumps({**request.data, **adapter}) if adapter else request.raw
             return EngineCall(request.asked.value, body, request.content_type)

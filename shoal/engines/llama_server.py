@@ -50,8 +50,12 @@ class LlamaCppCompletion:
     def constraint(self, c: Constraint) -> dict[str, Any] | None:
         return {"json_schema": c.value} if c.kind == "json" else None  # llama.cpp's server has no regex field
 
-    def adapter_fields(self, name: str, index: int) -> dict[str, Any]:
-        return {"lora": [{"id": index, "scale": 1.0}]}  # its --lora list, in the base's order
+    def adapter_fields(self, name: str | None, index: int, count: int) -> dict[str, Any]:
+        """Every adapter of its --lora list (the base's order) with its scale: the one asked for 1, the others 0
+        (a request without `lora` would run with whatever its slot last applied)."""
+        if not count:
+            return {}
+        return {"lora": [{"id": i, "scale": 1.0 if name is not None and i == index else 0.0} for i in range(count)]}
 
     def payload(self, p: GenerateParameters, inputs: str, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": inputs, "n_predict": p.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,

@@ -81,8 +81,9 @@ class Dialect(Protocol):
         """The payload fields that constrain the output as `c` asks; None: this engine cannot."""
         ...
 
-    def adapter_fields(self, name: str, index: int) -> dict[str, Any]:
-        """The payload fields that apply the LoRA adapter `name` (the base's `index`-th)."""
+    def adapter_fields(self, name: str | None, index: int, count: int) -> dict[str, Any]:
+        """The payload fields that apply the LoRA adapter `name` (the `index`-th of the `count` the base's copies
+        hold), or, with `name` None, none of them."""
         ...
 
 
@@ -139,8 +140,8 @@ class OpenAICompletions:
     def constraint(self, c: Constraint) -> dict[str, Any] | None:
         return self.constrain(c)
 
-    def adapter_fields(self, name: str, index: int) -> dict[str, Any]:
-        return {self.adapter_field: name}
+    def adapter_fields(self, name: str | None, index: int, count: int) -> dict[str, Any]:
+        return {self.adapter_field: name} if name is not None else {}
 
     def payload(self, p: GenerateParameters, inputs: str, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": inputs, "max_tokens": p.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,

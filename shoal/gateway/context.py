@@ -54,5 +54,7 @@ class RequestContext:
         return (text if isinstance(text, str) else orjson.dumps(text).decode())[:KEY_CHARS].encode()
 
     def engine_request(self) -> EngineRequest:
-        index = self.pool.config.adapters.index(self.adapter) if self.adapter in self.pool.config.adapters else 0
-        return EngineRequest(self.asked, self.data, self.raw, self.stream, self.content_type, self.adapter, index)
+        held = self.pool.config.adapters
+        index = held.index(self.adapter) if self.adapter in held else 0
+        return EngineRequest(self.asked, self.data, self.raw, self.stream, self.content_type, self.adapter, index,
+                             len(held))
