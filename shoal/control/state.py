@@ -30,6 +30,7 @@ class Replica:
     stopping: bool = False
     trial: bool = False  # started by a rolling update and not yet replacing a copy: its failure is the update's
     task: asyncio.Task | None = None
+    adapters_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)  # one PUT /adapters at a time
     suspect: asyncio.Event = field(default_factory=asyncio.Event)  # the gateway saw it keep a request waiting
     recent_restarts: deque[float] = field(default_factory=deque)  # monotonic times, for the crash-loop rule
 

@@ -118,22 +118,26 @@ class Supervisor:
 
     async def sync_adapters(self, comp: Component, replica: Replica) -> None:
         """Have a running copy serve the component's adapters as they are now (the built-in engine loads them
-        beside the requests it runs: PUT /adapters with the whole set)."""
-        wanted = tuple(comp.adapters.items())
-        if replica.handle is None:
-            return
-        try:
-            answer = await self._http.put(f"{replica.handle.address}/adapters", timeout=120,
-                                          json={"adapters": [{"name": n, "path": p} for n, p in wanted]},
-                                          headers={"Authorization": f"Bearer {replica.token}"})
-        except httpx.HTTPError as exc:
-            log.warning("%s could not load its adapters: %s", replica.id, str(exc) or type(exc).__name__)
-            return
-        if answer.status_code != 200:
-            log.warning("%s refused its adapters: %s %s", replica.id, answer.status_code, answer.text[:300])
-            return
-        replica.adapters = wanted
-        log.info("%s serves adapters %s", replica.id, ", ".join(n for n, _ in wanted) or "none")
+        beside the requests it runs: PUT /adapters with the whole set). One call at a time per copy, each
+        sending the set as it is when its turn comes, so changes in quick succession end in the latest."""
+        async with replica.adapters_lock:
+            wanted = tuple(comp.adapters.items())
+            if replica.handle is None or replica.status != CopyStatus.IN_SERVICE or wanted == replica.adapters:
+                return
+            try:
+                answer = await self._http.put(f"{replica.handle.address}/adapters", timeout=120,
+                                              json={"adapters": [{"name": n, "path": p} for n, p in wanted]},
+                                              headers={"Authorization": f"Bearer {replica.token}"})
+            except httpx.HTTPError as exc:
+                stopping = replica.status != CopyStatus.IN_SERVICE  # it left meanwhile: nothing to load
+                log.log(logging.INFO if stopping else logging.WARNING, "%s could not load its adapters: %s",
+                        replica.id, str(exc) or type(exc).__name__)
+                return
+            if answer.status_code != 200:
+                log.warning("%s refused its adapters: %s %s", replica.id, answer.status_code, answer.text[:300])
+                return
+            replica.adapters = wanted
+            log.info("%s serves adapters %s", replica.id, ", ".join(n for n, _ in wanted) or "none")
 
     def fail(self, comp: Component, replica: Replica, reason: str) -> None:
         self.table.remove_backend(comp.spec.name, replica.id)
