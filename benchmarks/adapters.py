@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import signal
 import statistics
@@ -169,12 +170,12 @@ def measure(url: str, system: System, prompts: list[str], seconds: float, warmup
         Predictor(ENDPOINT, None, session).delete_endpoint(cascade=True)  # waits until its copies are gone
 
 
-def main(runs: int = 3, seconds: float = 40.0, warmup: float = 10.0, only: str = "routing,merged,peer,mixing",
+def main(runs: int = 3, seconds: float = 40.0, warmup: float = 10.0, only: str = "routing,peer,mixing,merged",
          merged_dir: Path | None = typer.Option(None, help="Where the merged GGUFs are (make_adapters.py --merged)"),
          out: Path = Path("docs/results/adapters.json")) -> None:
     maker = PromptMaker(MODEL)
     prompts = [maker.make(PROMPT_TOKENS, 1 + i) for i in range(400)]
-    chosen = [e for e in experiments(merged_dir) if e.name in only.split(",")]
+    chosen = [e for name in only.split(",") for e in experiments(merged_dir) if e.name == name]  # in that order
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     results: dict[str, dict[str, list[dict]]] = {e.name: {s.name: [] for s in e.systems} for e in chosen}
@@ -194,6 +195,8 @@ def main(runs: int = 3, seconds: float = 40.0, warmup: float = 10.0, only: str =
                             results[experiment.name][system.name].append(
                                 measure(url, system, prompts, seconds, warmup, experiment.users, merged_dir))
                             progress.advance(task)
+                            out.parent.mkdir(parents=True, exist_ok=True)  # the samples so far, whatever follows
+                            out.write_text(json.dumps({"samples": results}, indent=2))
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(60)
@@ -218,7 +221,8 @@ def summarize_all(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[s
             rss = [statistics.median(r["rss_mb"]) for r in rows if r["rss_mb"]]
             summary[experiment][name] = {
                 "req_per_s": statistics.median(r["req_per_s"] for r in rows),
-                "req_per_s_vs_first": statistics.median(r["req_per_s"] / f["req_per_s"] for r, f in zip(rows, first)),
+                "req_per_s_vs_first": statistics.median(r["req_per_s"] / f["req_per_s"] if f["req_per_s"] else math.nan
+                                                        for r, f in zip(rows, first)),
                 "tokens_per_s": statistics.median(r["output_tokens_per_s"] for r in rows),
                 "latency_p50_s": statistics.median(r["latency_p50_s"] for r in rows),
                 "latency_p99_s": statistics.median(r["latency_p99_s"] for r in rows),
