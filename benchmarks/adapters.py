@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -210,6 +211,12 @@ def main(runs: int = 3, seconds: float = 40.0, warmup: float = 10.0, only: str =
     console.print(f"wrote {out}")
 
 
+def _median(values: Iterable[float | None]) -> float | None:
+    """The median of the values a run had (a run that answered nothing has no latency)."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
 def summarize_all(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, dict]]:
     """Medians per system, each system's req/s relative to the first of its experiment (run by run), and
     memory: the median copy's RSS."""
@@ -224,9 +231,9 @@ def summarize_all(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[s
                 "req_per_s_vs_first": statistics.median(r["req_per_s"] / f["req_per_s"] if f["req_per_s"] else math.nan
                                                         for r, f in zip(rows, first)),
                 "tokens_per_s": statistics.median(r["output_tokens_per_s"] for r in rows),
-                "latency_p50_s": statistics.median(r["latency_p50_s"] for r in rows),
-                "latency_p99_s": statistics.median(r["latency_p99_s"] for r in rows),
-                "ttft_p50_s": statistics.median(r["ttft_p50_s"] for r in rows),
+                "latency_p50_s": _median(r["latency_p50_s"] for r in rows),
+                "latency_p99_s": _median(r["latency_p99_s"] for r in rows),
+                "ttft_p50_s": _median(r["ttft_p50_s"] for r in rows),
                 "success_pct": min(r["success_pct"] for r in rows),
                 "copy_rss_mb": statistics.median(rss) if rss else None,
                 "total_rss_mb": statistics.median(sum(r["rss_mb"]) for r in rows) if rss else None,
@@ -241,6 +248,10 @@ def summarize_all(results: dict[str, dict[str, list[dict]]]) -> dict[str, dict[s
     return summary
 
 
+def _seconds(value: float | None, scale: float = 1.0, unit: str = "s", digits: int = 2) -> str:
+    return "-" if value is None else f"{value * scale:.{digits}f} {unit}"
+
+
 def show(summary: dict[str, dict[str, dict]]) -> None:
     table = Table(title=f"LoRA adapters: {USERS} users, {PROMPT_TOKENS}-token prompts, {NEW_TOKENS} new tokens, "
                         f"medians")
@@ -251,8 +262,8 @@ def show(summary: dict[str, dict[str, dict]]) -> None:
         for name, s in by_system.items():
             rss, total, sw = s["copy_rss_mb"], s["total_rss_mb"], s["switches_per_request"]
             table.add_row(experiment, name, f"{s['req_per_s']:.2f}", f"{s['req_per_s_vs_first']:.2f}x",
-                          f"{s['tokens_per_s']:.0f}", f"{s['ttft_p50_s'] * 1000:.0f} ms", f"{s['latency_p50_s']:.2f} s",
-                          f"{s['latency_p99_s']:.2f} s", f"{s['success_pct']:.0f}%",
+                          f"{s['tokens_per_s']:.0f}", _seconds(s["ttft_p50_s"], 1000, "ms", 0),
+                          _seconds(s["latency_p50_s"]), _seconds(s["latency_p99_s"]), f"{s['success_pct']:.0f}%",
                           "-" if rss is None else f"{rss:.0f} MB", "-" if total is None else f"{total:.0f} MB",
                           "-" if sw is None else f"{sw:.1f}")
     console.print(table)
