@@ -45,9 +45,13 @@ def configured_endpoint(env: Mapping[str, str] = os.environ) -> str | None:
 
 def configured_ratio(env: Mapping[str, str] = os.environ) -> float:
     """The sampling ratio OpenTelemetry's variables name (a `traceidratio` sampler's argument), else 1."""
-    if env.get(SAMPLER_ENV, "").removeprefix("parentbased_") == "traceidratio" and SAMPLER_ARG_ENV in env:
+    if env.get(SAMPLER_ENV, "").removeprefix("parentbased_") != "traceidratio" or SAMPLER_ARG_ENV not in env:
+        return 1.0
+    try:
         return min(max(float(env[SAMPLER_ARG_ENV]), 0.0), 1.0)
-    return 1.0
+    except ValueError:
+        from shoal.errors import ConfigError
+        raise ConfigError(f"{SAMPLER_ARG_ENV} must be a number from 0 to 1, not {env[SAMPLER_ARG_ENV]!r}") from None
 
 
 def enable(service: str, endpoint: str | None = None, exporter: Any = None, sample_ratio: float = 1.0) -> None:

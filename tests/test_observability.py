@@ -18,6 +18,7 @@ from helpers import free_port, server_process, wait_for_component
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
+from shoal.errors import ConfigError
 from shoal.sdk import Model, Predictor, ResourceRequirements, Session
 
 BODY = {"inputs": "The capital of France is", "parameters": {"max_new_tokens": 4}}
@@ -200,3 +201,5 @@ def test_sampling_follows_the_callers_flag_else_the_ratio() -> None:
     assert tracing.configured_ratio({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
                                      "OTEL_TRACES_SAMPLER_ARG": "0.25"}) == 0.25
     assert tracing.configured_ratio({"OTEL_TRACES_SAMPLER_ARG": "0.25"}) == 1.0
+    with pytest.raises(ConfigError, match="OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1, not 'half'"):
+        tracing.configured_ratio({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"})
