@@ -66,7 +66,10 @@ def processes_under(directory: Path) -> list[str]:
     return found
 
 
-def fail(message: str, log: Path) -> None:
+def fail(message: str, log: Path, proc: subprocess.Popen | None = None) -> None:
+    """Stop the command's whole process group, if it still runs, and exit with `message` and its output's end."""
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
     tail = log.read_text(errors="replace").splitlines()[-40:] if log.exists() else []
     sys.exit(f"newcomer check FAILED: {message}\n--- last lines of its output ({log}) ---\n" + "\n".join(tail))
 
@@ -86,6 +89,11 @@ def main() -> None:
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(work)], check=True)
     log = work.parent / f"{work.name}.log"
     base = f"http://127.0.0.1:{opts.port}"
+    try:
+        get(f"{base}/health")
+        sys.exit(f"newcomer check FAILED: something already answers on port {opts.port}; stop it first")
+    except OSError:
+        pass  # the port is free
     print(f"newcomer: running the README's first command in {work}:\n  {command}", flush=True)
     started = time.monotonic()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
@@ -96,8 +104,7 @@ def main() -> None:
         if proc.poll() is not None:
             fail(f"the command exited with {proc.returncode} before it served", log)
         if time.monotonic() - started > opts.timeout:
-            os.killpg(proc.pid, signal.SIGKILL)
-            fail(f"not ready after {opts.timeout:g}s", log)
+            fail(f"not ready after {opts.timeout:g}s", log, proc)
         try:
             status, _ = get(f"{base}/health")
         except OSError:
@@ -111,17 +118,15 @@ def main() -> None:
     answered = time.monotonic()
     text = answer.get("generated_text") if isinstance(answer, dict) else None
     if status != 200 or not isinstance(text, str) or not text.strip():
-        os.killpg(proc.pid, signal.SIGKILL)
-        fail(f"the generation request got {status}: {answer}", log)
+        fail(f"the generation request got {status}: {answer}", log, proc)
     print(f"newcomer: ready after {ready - started:.0f}s; first answer {answered - ready:.1f}s later: {text!r}")
     if "copies in service" not in log.read_text(errors="replace"):
-        fail("the endpoint answered but the command never said its copies were in service", log)
+        fail("the endpoint answered but the command never said its copies were in service", log, proc)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
     try:
         code = proc.wait(60)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        fail("still running 60s after Ctrl-C", log)
+        fail("still running 60s after Ctrl-C", log, proc)
     time.sleep(1)
     if left := processes_under(work):
         fail("processes outlived it:\n  " + "\n  ".join(left), log)
