@@ -19,14 +19,13 @@ server's (default 4).
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shoal.gateway.routing.base import C, Candidate, Pick, RoutingRequest, Settings, Strategy
+from shoal.gateway.routing.base import C, Candidate, Pick, RoutingRequest, Settings, Strategy, whole_number
 
 BOUND_ENV = "SHOAL_ADAPTER_AFFINITY_BOUND"
 BASE = ""  # requests without an adapter: the base model, an adapter set of its own
@@ -82,14 +81,7 @@ class AdapterAffinity:
 
 
 def _build(_component: str, settings: Settings) -> AdapterAffinity:
-    value = settings.get(BOUND_ENV) or os.environ.get(BOUND_ENV) or "4"
-    try:
-        bound = int(value)
-    except ValueError:
-        raise ValueError(f"{BOUND_ENV} must be a whole number, got {value!r}") from None
-    if bound < 0:
-        raise ValueError(f"{BOUND_ENV} must be >= 0, got {bound}")
-    return AdapterAffinity(bound)
+    return AdapterAffinity(whole_number(settings, BOUND_ENV, 4))
 
 
 STRATEGY = Strategy("ADAPTER_AFFINITY", _build, "the copies serving the request's LoRA adapter now, within a load "

@@ -9,6 +9,7 @@ strategy twice, nor about a copy that never saw the request. `copies_changed` fo
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -70,6 +71,19 @@ class Stateless:
 
 # Settings a strategy reads: a component's environment (SHOAL_* names its engine ignores), else the server's.
 Settings = Mapping[str, str]
+
+
+def whole_number(settings: Settings, name: str, default: int) -> int:
+    """A strategy's setting `name` >= 0: the component's, else the server's environment's, else `default`
+    (ValueError naming a bad one, which deploy answers as a 400)."""
+    value = settings.get(name) or os.environ.get(name) or str(default)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0, got {number}")
+    return number
 
 
 @dataclass(frozen=True)

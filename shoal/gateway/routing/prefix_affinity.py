@@ -28,14 +28,13 @@ the least loaded copies are considered; cache-awareness then breaks their ties).
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from shoal.gateway.metrics import PREFIX_SPILLS
-from shoal.gateway.routing.base import C, Candidate, Pick, RoutingRequest, Settings, Strategy
+from shoal.gateway.routing.base import C, Candidate, Pick, RoutingRequest, Settings, Strategy, whole_number
 from shoal.gateway.routing.least_outstanding import LeastOutstanding
 
 KEY_CHARS = 8192  # how much of a prompt the gateway reads for it (characters; ~2000 tokens)
@@ -167,20 +166,9 @@ class PrefixAffinity:
             seen.pop(h, None)
 
 
-def bound_of(settings: Settings) -> int:
-    """The load bound: the component's setting, else the server's, else 1 (ValueError naming a bad one)."""
-    value = settings.get(BOUND_ENV) or os.environ.get(BOUND_ENV) or "1"
-    try:
-        bound = int(value)
-    except ValueError:
-        raise ValueError(f"{BOUND_ENV} must be a whole number, got {value!r}") from None
-    if bound < 0:
-        raise ValueError(f"{BOUND_ENV} must be >= 0, got {bound}")
-    return bound
-
-
 def _build(component: str, settings: Settings) -> PrefixAffinity:
-    return PrefixAffinity(bound=bound_of(settings), on_spill=lambda: PREFIX_SPILLS.labels(component).inc())
+    return PrefixAffinity(bound=whole_number(settings, BOUND_ENV, 1),
+                          on_spill=lambda: PREFIX_SPILLS.labels(component).inc())
 
 
 STRATEGY = Strategy("PREFIX_AFFINITY", _build, "the copy that holds the longest prefix of the prompt in its "
