@@ -185,6 +185,18 @@ def _stream_text(engine_url: str, path: str, body: dict[str, Any]) -> str:
     return "".join(c.get("text") or (c.get("delta") or {}).get("content") or "" for c in chunks)
 
 
+def _answer_and_stream(engine_url: str, path: str, body: dict[str, Any]) -> tuple[str, str]:
+    """The text of the whole answer and of its stream, each run alone with the prompt's prefix already cached (a
+    prompt computed in other chunks, or a request cut by its stop string still taking a step beside the next one,
+    can move a near-tie of the logits)."""
+    until_idle(engine_url)
+    post(engine_url, path, body)  # caches the prompt's prefix for both compared requests
+    until_idle(engine_url)
+    answer = post(engine_url, path, body).json()["choices"][0]
+    until_idle(engine_url)
+    return answer.get("text", (answer.get("message") or {}).get("content")), _stream_text(engine_url, path, body)
+
+
 def test_streamed_text_equals_answer_for_stop_strings(engine_url: str) -> None:
     tokens = post(engine_url, "/generate", {"inputs": "The capital of France is", "parameters": {
         "max_new_tokens": 16, "details": True}}).json()["details"]["tokens"]
@@ -197,12 +209,10 @@ def test_streamed_text_equals_answer_for_stop_strings(engine_url: str) -> None:
         for path, body in (("/v1/completions", {"prompt": "The capital of France is"}),
                            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Paris is"}]})):
             body = {**body, "max_tokens": 16, "temperature": 0, "stop": [stop]}
-            until_idle(engine_url)  # a request cut by its stop string may still take a step beside the next one
-            answer = post(engine_url, path, body).json()["choices"][0]
-            text = answer.get("text", (answer.get("message") or {}).get("content"))
-            assert stop not in text
-            until_idle(engine_url)
-            assert _stream_text(engine_url, path, body) == text, (path, stop)
+            text, streamed = _answer_and_stream(engine_url, path, body)
+            if streamed != text:  # once more: a held-back stop string fails every time, a near-tie of floats not
+                text, streamed = _answer_and_stream(engine_url, path, body)
+            assert stop not in text and streamed == text, (path, stop)
 
 
 def test_langchain_with_structured_output(engine_url: str) -> None:
