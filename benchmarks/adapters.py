@@ -63,14 +63,15 @@ class System:
     name: str
     copies: int
     cpus: float
-    asks: str = "mixed"  # what requests name: mixed (the four adapters), one (the first), base (none)
+    asks: int = 4  # how many of the four adapters the requests name, evenly (0: none, the base model)
     engine: str = "shoal"
     routing: str = "LEAST_OUTSTANDING_REQUESTS"
     merged: bool = False  # one component per adapter, its model the merged GGUF
+    bound: int | None = None  # ADAPTER_AFFINITY's load bound (SHOAL_ADAPTER_AFFINITY_BOUND), else its default
 
     @property
     def adapters(self) -> int:
-        return 0 if self.merged or self.asks == "base" else 4
+        return 0 if self.merged or not self.asks else 4
 
 
 @dataclass
@@ -84,12 +85,16 @@ def experiments(merged_dir: Path | None) -> list[Experiment]:
     affinity = "ADAPTER_AFFINITY"
     merged = [System("merged models, 4 x 0.5 core", 4, 0.5, merged=True)] if merged_dir else []
     return [
-        Experiment("routing", [System("least outstanding", 2, 1), System("adapter affinity", 2, 1, routing=affinity)]),
+        Experiment("routing", [System("least outstanding", 2, 1), System("adapter affinity", 2, 1, routing=affinity),
+                               System("affinity bound 8", 2, 1, routing=affinity, bound=8),
+                               System("affinity bound 16", 2, 1, routing=affinity, bound=16)]),
         Experiment("merged", [*merged, System("adapters, 4 x 0.5 core", 4, 0.5, routing=affinity),
                               System("adapters, 2 x 1 core", 2, 1, routing=affinity)]),
         Experiment("peer", [System("shoal engine", 2, 1, routing=affinity),
                             System("llama-server", 2, 1, engine="llama-server", routing=affinity)]),
-        Experiment("mixing", [System("base only", 1, 2, asks="base"), System("one adapter", 1, 2, asks="one"),
+        Experiment("per copy", [System("one adapter", 1, 1, asks=1), System("two adapters mixed", 1, 1, asks=2),
+                                System("four adapters mixed", 1, 1)], users=USERS // 2),
+        Experiment("mixing", [System("base only", 1, 2, asks=0), System("one adapter", 1, 2, asks=1),
                               System("four adapters mixed", 1, 2)]),
     ]
 
@@ -120,14 +125,15 @@ def deploy(session: Session, system: System, merged_dir: Path | None) -> list[st
                                                                    "memory": 512}), routing_strategy=system.routing)
             names.append(f"merged-{i}")
         return names
-    Model(MODEL, env=LIMITS, name=BASE, session=session, engine=system.engine).deploy(
+    env = {**LIMITS, **({"SHOAL_ADAPTER_AFFINITY_BOUND": str(system.bound)} if system.bound is not None else {})}
+    Model(MODEL, env=env, name=BASE, session=session, engine=system.engine).deploy(
         ENDPOINT, resources=resources, routing_strategy=system.routing)
-    if system.asks == "base":
+    if not system.asks:
         return [BASE]
     names = [f"lora-{i}" for i in range(len(adapters))]
     for name, adapter in zip(names, adapters):
         Model(adapter, name=name, adapter_of=BASE, session=session).deploy(ENDPOINT)
-    return names[:1] if system.asks == "one" else names
+    return names[:system.asks]
 
 
 def rss_mb(session: Session, components: list[str]) -> list[float]:

@@ -170,17 +170,21 @@ def main(runs: int = 3, max_new_tokens: int = 384, cost_max_new_tokens: int = 0,
                 names, counts, constrained), concurrency))
             return tokens_per_s(answers, seconds)
 
-        def peer_run() -> float:
-            bodies = [{"prompt": prompt(SCHEMAS[n]), "n_predict": cap, "temperature": 0,
-                       "json_schema": SCHEMAS[n], "cache_prompt": True} for n in names16]
+        def peer_run(constrained: bool) -> float:
+            """llama-server on the same prompts: with `json_schema`, or asked for the twins' token counts."""
+            bodies = [{"prompt": prompt(SCHEMAS[n]), "temperature": 0, "cache_prompt": True,
+                       **({"n_predict": cap, "json_schema": SCHEMAS[n]} if constrained else
+                          {"n_predict": min(max(1, twins[n]), cap), "ignore_eos": True})} for n in names16]
             answers, seconds = asyncio.run(_gather(f"{peer_base}/completion", bodies, 16))
-            peer_answers.extend(zip(names16, answers))
+            if constrained:
+                peer_answers.extend(zip(names16, answers))
             return tokens_per_s(answers, seconds, peer=True)
 
         peer_answers: list[tuple[str, dict[str, Any]]] = []
         systems = {"free-1": lambda: shoal_run(names1, False, 1), "constrained-1": lambda: shoal_run(names1, True, 1),
                    "free-16": lambda: shoal_run(names16, False, 16),
-                   "constrained-16": lambda: shoal_run(names16, True, 16), "peer-16": peer_run}
+                   "constrained-16": lambda: shoal_run(names16, True, 16), "peer-free-16": lambda: peer_run(False),
+                   "peer-16": lambda: peer_run(True)}
         if not one_stream:
             del systems["free-1"], systems["constrained-1"]
         for run in systems.values():  # warm-up
@@ -213,15 +217,17 @@ def report(compile_s: list[float], valid: dict[str, Any], samples: dict[str, lis
     console.print(table)
     med = {name: statistics.median(v) for name, v in samples.items()}
     table = Table(title=f"Tokens/s (median of {runs})")
-    for col in ("streams", "unconstrained", "constrained", "constrained / unconstrained", "llama-server json_schema",
-                "shoal / llama-server"):
+    for col in ("streams", "unconstrained", "constrained", "constrained / unconstrained",
+                "llama-server unconstrained", "llama-server json_schema", "its constrained / unconstrained",
+                "shoal / llama-server, unconstrained", "shoal / llama-server, constrained"):
         table.add_column(col, justify="right")
     if "free-1" in med:
         table.add_row("1", f"{med['free-1']:.1f}", f"{med['constrained-1']:.1f}",
-                      f"{med['constrained-1'] / med['free-1']:.0%}", "", "")
+                      f"{med['constrained-1'] / med['free-1']:.0%}", "", "", "", "", "")
     table.add_row("16", f"{med['free-16']:.1f}", f"{med['constrained-16']:.1f}",
-                  f"{med['constrained-16'] / med['free-16']:.0%}", f"{med['peer-16']:.1f}",
-                  f"{med['constrained-16'] / med['peer-16']:.2f}x")
+                  f"{med['constrained-16'] / med['free-16']:.0%}", f"{med['peer-free-16']:.1f}",
+                  f"{med['peer-16']:.1f}", f"{med['peer-16'] / med['peer-free-16']:.0%}",
+                  f"{med['free-16'] / med['peer-free-16']:.2f}x", f"{med['constrained-16'] / med['peer-16']:.2f}x")
     console.print(table)
     console.print(f"llama-server answers valid under their schema: {peer_valid}/{peer_total}")
     out.write_text(json.dumps({"compile_s": compile_s, "validity": valid, "samples": samples, "median": med,

@@ -21,6 +21,7 @@ from shoal.gateway.routing.power_of_two import PowerOfTwo
 from shoal.gateway.routing.prefix_affinity import BOUND_ENV, PrefixAffinity
 from shoal.gateway.routing.random_choice import Random
 from shoal.gateway.routing.round_robin import RoundRobin
+from shoal.security.environment import refused_variables
 
 
 @dataclass
@@ -197,10 +198,12 @@ def test_adapter_affinity_spreads_adapters_keeps_each_on_few_copies_and_spills_p
         assert send(adapter) is home
     busy = homes["french"]
     other = next(c for c in copies if c is not busy)
-    busy.in_flight, other.in_flight = 6, 0  # past the bound: the next french request spills
+    busy.in_flight, other.in_flight = 6, 0  # past the bound: french moves to the other copy
     assert send("french") is other
-    busy.in_flight = other.in_flight = 3  # within the bound again: back to the copy with more french in flight
-    assert send("french") is busy
+    busy.in_flight = other.in_flight = 3  # within the bound: french stays at its new home (busy drains it)
+    assert send("french") is other and send("french") is other
+    neighbour = next(a for a, home in homes.items() if home is busy and a != "french")
+    assert send(neighbour) is busy  # the others stay where they were
 
 
 def test_the_load_bound_comes_from_the_component_else_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,6 +217,12 @@ def test_the_load_bound_comes_from_the_component_else_the_server(monkeypatch: py
     assert build_router("PREFIX_AFFINITY", "c", {}).bound == 1  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="SHOAL_PREFIX_AFFINITY_BOUND must be a whole number, got 'two'"):
         build_router("PREFIX_AFFINITY", "c", {BOUND_ENV: "two"})
+
+
+def test_a_component_may_set_every_routing_setting() -> None:
+    settings = [name for strategy in STRATEGIES.values() for name in strategy.settings]
+    assert {"SHOAL_PREFIX_AFFINITY_BOUND", "SHOAL_ADAPTER_AFFINITY_BOUND"} <= set(settings)
+    assert refused_variables(dict.fromkeys(settings, "4")) == []
 
 
 def test_a_retry_teaches_nothing_and_counts_once() -> None:

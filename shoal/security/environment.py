@@ -26,6 +26,7 @@ ALLOWED_NAMES = frozenset({
     # shoal's engine and routing settings
     "SHOAL_FLASH_ATTENTION", "SHOAL_CPU_EXTRA_BUFFERS", "SHOAL_PREFIX_CACHE", "SHOAL_PREFIX_CACHE_TOKENS",
     "SHOAL_PREFIX_CACHE_ENTRIES", "SHOAL_PREFIX_CACHE_BLOCK", "SHOAL_SHUTDOWN_TIMEOUT", "SHOAL_PREFIX_AFFINITY_BOUND",
+    "SHOAL_ADAPTER_AFFINITY_BOUND",
     # logs and tokenizer threads
     "LOG_LEVEL", "RUST_LOG", "VLLM_LOGGING_LEVEL", "TOKENIZERS_PARALLELISM",
     # what the `sagemaker` SDK adds to every model's Environment (its inference-script names: shoal's engines

@@ -89,8 +89,10 @@ def whole_number(settings: Settings, name: str, default: int) -> int:
 @dataclass(frozen=True)
 class Strategy:
     """A routing strategy as endpoints name it: `build(component, settings)` makes the router of one
-    component's pool (ValueError naming a bad setting: a deploy is refused with it)."""
+    component's pool (ValueError naming a bad setting: a deploy is refused with it); `settings`: the
+    environment variables it reads (a component may set them: shoal.security.environment)."""
 
     name: str
     build: Callable[[str, Settings], Router]
     description: str
+    settings: tuple[str, ...] = ()

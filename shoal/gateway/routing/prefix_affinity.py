@@ -172,4 +172,4 @@ def _build(component: str, settings: Settings) -> PrefixAffinity:
 
 
 STRATEGY = Strategy("PREFIX_AFFINITY", _build, "the copy that holds the longest prefix of the prompt in its "
-                                               "prefix cache, within a load bound")
+                                               "prefix cache, within a load bound", (BOUND_ENV,))
