@@ -8,15 +8,11 @@ scorer and Ray Serve's model multiplexing do:
 - a copy is *hot* for an adapter while it has requests of that adapter in flight, and for `linger_s`
   after its last one ended;
 - a request goes to a copy hot for its adapter whose load is within `bound` requests of the least loaded
-  copy: the one that adapter's requests went to last (its home);
+  copy: the one with the most requests of that adapter in flight (so an adapter that spilled onto a second
+  copy drains back to one);
 - if no hot copy is within the bound, to the adapter's new home: of the copies within the bound, the one
   hot for the fewest adapters (so adapters spread one group per copy), then the least loaded, then the first
   in an order a hash of the adapter's name gives the copies (rendezvous hashing).
-
-So an adapter moves whole: when its home is past the bound, its next requests all go to the new home and
-the old one drains it, which moves a whole adapter group's load off the busy copy. (Sending them back to
-the copy with the most of them in flight, as before, left the load where it was and the adapter spilling
-again and again: one copy decoding three groups; docs/benchmarks.md, "LoRA adapters".)
 
 Settings: SHOAL_ADAPTER_AFFINITY_BOUND in a component's environment (its engine ignores it) or the
 server's (default 4).
@@ -41,7 +37,6 @@ class _Heat:
 
     in_flight: Counter[str] = field(default_factory=Counter)
     ended: dict[str, float] = field(default_factory=dict)
-    sent: dict[str, int] = field(default_factory=dict)  # the serial of the adapter's last request sent here
 
     def hot(self, adapter: str, now: float, linger_s: float) -> bool:
         return self.in_flight[adapter] > 0 or now - self.ended.get(adapter, -1e9) < linger_s
@@ -55,7 +50,6 @@ class AdapterAffinity:
         self.bound = bound
         self.linger_s = linger_s
         self._heat: dict[Candidate, _Heat] = {}  # by copy (a restarted copy is a new one)
-        self._serial = 0
 
     def choose(self, request: RoutingRequest, candidates: Sequence[C]) -> Pick[C]:
         adapter = request.adapter or BASE
@@ -64,16 +58,13 @@ class AdapterAffinity:
         now = time.monotonic()
         hot = [c for c in within if self._heat_of(c).hot(adapter, now, self.linger_s)]
         if hot:
-            return Pick(max(hot, key=lambda c: self._heat_of(c).sent.get(adapter, 0)), adapter)
+            return Pick(max(hot, key=lambda c: (self._heat_of(c).in_flight[adapter], -c.in_flight)), adapter)
         home = min(within, key=lambda c: (self._heat_of(c).hot_count(now, self.linger_s), c.in_flight,
                                           -hash((adapter, c.id))))
         return Pick(home, adapter)
 
     def sent(self, pick: Pick[Any]) -> None:
-        heat = self._heat_of(pick.copy)
-        heat.in_flight[pick.memo] += 1
-        self._serial += 1
-        heat.sent[pick.memo] = self._serial
+        self._heat_of(pick.copy).in_flight[pick.memo] += 1
 
     def done(self, pick: Pick[Any]) -> None:
         heat = self._heat_of(pick.copy)
