@@ -5,7 +5,8 @@ the four, evenly, in a seeded order), 64-token prompts (all different), 32 new t
 order rotated each of `--runs` repetitions; medians and same-run ratios.
 
 1. routing:  2 copies of 1 core serving all four adapters, 16 users: LEAST_OUTSTANDING_REQUESTS vs
-             ADAPTER_AFFINITY (each adapter's requests to the copies that hold it hot, within a load bound).
+             ADAPTER_AFFINITY (each adapter's requests to the copies that hold it hot, within a load bound:
+             the default, 8 and 16).
 2. merged:   one copy per adapter of a model with that adapter merged into its weights (4 copies of 0.5
              core; `--merged-dir`, made by benchmarks/make_adapters.py --merged) vs the adapters on shoal's
              copies: 4 copies of 0.5 core (the same memory, about) and 2 copies of 1 core; plus the copies'
@@ -13,7 +14,9 @@ order rotated each of `--runs` repetitions; medians and same-run ratios.
 3. peer:     llama.cpp's server (engine `llama-server`, xllamacpp: the four adapters loaded at start, each
              request naming its own with `lora`) vs shoal's engine, both 2 copies of 1 core behind shoal's
              gateway with ADAPTER_AFFINITY.
-4. mixing:   one copy of 2 cores, 16 users: the base model alone, one adapter, and the four mixed (what
+4. per copy: one copy of 1 core, 8 users (what each copy of `routing` runs): one adapter, two mixed (what
+             perfect affinity leaves a copy) and four mixed (what least-outstanding leaves it): routing's ceiling.
+5. mixing:   one copy of 2 cores, 16 users: the base model alone, one adapter, and the four mixed (what
              one-adapter-per-step batching costs the engine).
 
     python benchmarks/adapters.py --runs 3 --seconds 40 --merged-dir /tmp/merged --out docs/results/adapters.json
@@ -177,7 +180,7 @@ def measure(url: str, system: System, prompts: list[str], seconds: float, warmup
         Predictor(ENDPOINT, None, session).delete_endpoint(cascade=True)  # waits until its copies are gone
 
 
-def main(runs: int = 3, seconds: float = 40.0, warmup: float = 10.0, only: str = "routing,peer,mixing,merged",
+def main(runs: int = 3, seconds: float = 40.0, warmup: float = 10.0, only: str = "routing,peer,per copy,mixing,merged",
          merged_dir: Path | None = typer.Option(None, help="Where the merged GGUFs are (make_adapters.py --merged)"),
          out: Path = Path("docs/results/adapters.json")) -> None:
     maker = PromptMaker(MODEL)
