@@ -111,7 +111,8 @@ class Supervisor:
         replica.suspect.clear()
         kind = engine_kind(replica.spec.engine)
         self.table.add_backend(comp.spec.name, replica.id, replica.handle.address,
-                               kind.copy_concurrency(replica.spec.deployment()), replica.token)
+                               kind.copy_concurrency(replica.spec.deployment()), replica.token,
+                               adapters=dict(replica.adapters))
         log.info("%s in service at %s", replica.id, replica.address)
         if kind.loads_adapters_live and replica.adapters != tuple(comp.adapters.items()):
             asyncio.create_task(self.sync_adapters(comp, replica))  # adapters that came or went while it started
@@ -137,6 +138,7 @@ class Supervisor:
                 log.warning("%s refused its adapters: %s %s", replica.id, answer.status_code, answer.text[:300])
                 return
             replica.adapters = wanted
+            self.table.set_copy_adapters(comp.spec.name, replica.id, dict(wanted))
             log.info("%s serves adapters %s", replica.id, ", ".join(n for n, _ in wanted) or "none")
 
     def fail(self, comp: Component, replica: Replica, reason: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from shoal.engines.adapters import ProtocolAdapter
@@ -41,6 +41,7 @@ class Backend:
     token: str = field(default="", repr=False)  # its credential: sent as a Bearer token with every request
     in_flight: int = 0
     draining: bool = False
+    adapters: frozenset[str] = frozenset()  # the adapter inference components it has loaded
     unreachable_until: float = 0.0  # it refused a connection: no requests until then (or re-added)
     idle: asyncio.Event = field(default_factory=_set_event)
 
@@ -120,9 +121,10 @@ class Pool:
         return self.config.name
 
     # -- read by the gateway -------------------------------------------------------------------------
-    def serving(self) -> list[Backend]:
+    def serving(self, adapter: str | None = None) -> list[Backend]:
+        """The copies that take requests now (naming `adapter`: those that have loaded it)."""
         now = time.monotonic()
-        return [b for b in self.backends if b.usable(now)]
+        return [b for b in self.backends if b.usable(now) and (adapter is None or adapter in b.adapters)]
 
     def capacity(self) -> int:
         """Requests the copies in service take at once."""
@@ -207,10 +209,17 @@ class RoutingTable:
             metrics.forget_component(pool.config.endpoint, name)
 
     def add_backend(self, component: str, copy_id: str, address: str, limit: int = DEFAULT_COPY_LIMIT,
-                    token: str = "") -> None:
+                    token: str = "", adapters: Iterable[str] = ()) -> None:
         """A copy came into service (a restarted copy comes back as a new backend: its cache is empty)."""
         pool = self.pools[component]
-        pool.set_backends([b for b in pool.backends if b.id != copy_id] + [Backend(copy_id, address, limit, token)])
+        copy = Backend(copy_id, address, limit, token, adapters=frozenset(adapters))
+        pool.set_backends([b for b in pool.backends if b.id != copy_id] + [copy])
+
+    def set_copy_adapters(self, component: str, copy_id: str, adapters: Iterable[str]) -> None:
+        """The adapters a copy in service has loaded now: requests naming one go only to copies that have it."""
+        pool = self.pools.get(component)
+        if pool and (copy := pool.backend(copy_id)):
+            copy.adapters = frozenset(adapters)
 
     async def withdraw(self, component: str, copy_id: str, timeout_s: float) -> int:
         """No new requests for the copy; wait (at most `timeout_s`) for its requests to finish, then forget

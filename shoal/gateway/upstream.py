@@ -48,6 +48,15 @@ class NoCapacity(ApiError):
                               + (f": {why_not}" if why_not else ""), "unavailable")
 
 
+class AdapterNotLoaded(NoCapacity):
+    """An adapter inference component that no copy of its base in service has loaded yet (it is being created:
+    a copy loads it beside its requests, or is replaced by one that does)."""
+
+    def __init__(self, pool: Pool, adapter: str) -> None:
+        ApiError.__init__(self, 503, f"inference component \"{adapter}\" is not loaded on a copy of its base "
+                                     f"\"{pool.name}\" yet (it is being created): retry shortly", "unavailable")
+
+
 class FirstByteTimeout(ApiError):
     """A copy took the request and said nothing for too long."""
 
@@ -119,6 +128,8 @@ class Upstreams:
         pool = request.pool
         stats, answered = pool.stats, False
         try:
+            if request.adapter and pool.serving() and not pool.serving(request.adapter):
+                raise AdapterNotLoaded(pool, request.adapter)
             async with self._admitted(pool):
                 sent = time.perf_counter()
                 answer = await self._first_answer(request, call)
@@ -175,7 +186,7 @@ class Upstreams:
         tried: set[str] = set()  # copies that cannot take it
         told: set[str] = set()  # copies the router heard it was sent to
         dropped: Counter[str] = Counter()  # connections each copy dropped in this request
-        while candidates := [b for b in pool.serving() if b.id not in tried and b.has_room]:
+        while candidates := [b for b in pool.serving(request.adapter) if b.id not in tried and b.has_room]:
             with tracing.span("route", {"shoal.strategy": pool.strategy, "shoal.candidates": len(candidates)}) as span:
                 pick = pool.router.choose(request, candidates)
                 tracing.set_attributes(span, **{"shoal.copy": pick.copy.id})
