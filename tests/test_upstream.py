@@ -1,4 +1,5 @@
-"""The gateway's send path against a copy that drops a kept-alive connection, over real loopback TCP."""
+"""The gateway's send path over real loopback TCP: a copy that drops a kept-alive connection, and copies that
+have or have not loaded an adapter."""
 from __future__ import annotations
 
 import asyncio

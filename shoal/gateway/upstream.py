@@ -40,21 +40,24 @@ class GatewaySettings:
 
 
 class NoCapacity(ApiError):
-    """A component with no copy in service, that cannot start one on demand (503; SageMaker's door words it as
-    AWS does)."""
+    """No copy in service can take the request and none can start for it now (503; SageMaker's door words it
+    as AWS does)."""
 
-    def __init__(self, pool: Pool, why_not: str | None) -> None:
-        super().__init__(503, f"inference component \"{pool.name}\" has no copy in service (status {pool.status()})"
-                              + (f": {why_not}" if why_not else ""), "unavailable")
+    def __init__(self, message: str) -> None:
+        super().__init__(503, message, "unavailable")
 
+    @classmethod
+    def no_copy(cls, pool: Pool, why_not: str | None) -> NoCapacity:
+        """The component has no copy in service and cannot start one on demand (`why_not`)."""
+        return cls(f"inference component \"{pool.name}\" has no copy in service (status {pool.status()})"
+                   + (f": {why_not}" if why_not else ""))
 
-class AdapterNotLoaded(NoCapacity):
-    """An adapter inference component that no copy of its base in service has loaded yet (it is being created:
-    a copy loads it beside its requests, or is replaced by one that does)."""
-
-    def __init__(self, pool: Pool, adapter: str) -> None:
-        ApiError.__init__(self, 503, f"inference component \"{adapter}\" is not loaded on a copy of its base "
-                                     f"\"{pool.name}\" yet (it is being created): retry shortly", "unavailable")
+    @classmethod
+    def adapter_not_loaded(cls, pool: Pool, adapter: str) -> NoCapacity:
+        """No copy of the base in service has loaded the adapter yet (it is being created: a copy loads it beside
+        its requests, or is replaced by one that does)."""
+        return cls(f"inference component \"{adapter}\" is not loaded on a copy of its base \"{pool.name}\" yet "
+                   f"(it is being created): retry shortly")
 
 
 class FirstByteTimeout(ApiError):
@@ -129,7 +132,7 @@ class Upstreams:
         stats, answered = pool.stats, False
         try:
             if request.adapter and pool.serving() and not pool.serving(request.adapter):
-                raise AdapterNotLoaded(pool, request.adapter)
+                raise NoCapacity.adapter_not_loaded(pool, request.adapter)
             async with self._admitted(pool):
                 sent = time.perf_counter()
                 answer = await self._first_answer(request, call)
@@ -173,9 +176,9 @@ class Upstreams:
         zero), else 503 at once."""
         cold = pool.cold_start
         if cold is None:
-            raise NoCapacity(pool, None)
+            raise NoCapacity.no_copy(pool, None)
         if (why_not := cold.why_not()) is not None:
-            raise NoCapacity(pool, why_not)
+            raise NoCapacity.no_copy(pool, why_not)
         cold.wake()
         waited = time.perf_counter()
         await pool.admission.acquire(0, cold.timeout_s)
