@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,16 +46,17 @@ class _Heat:
 
 
 class AdapterAffinity:
-    def __init__(self, bound: int = 4, linger_s: float = 5.0) -> None:
+    def __init__(self, bound: int = 4, linger_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.bound = bound
         self.linger_s = linger_s
+        self.clock = clock  # seconds (benchmarks/adapter_routing_model.py runs it on simulated time)
         self._heat: dict[Candidate, _Heat] = {}  # by copy (a restarted copy is a new one)
 
     def choose(self, request: RoutingRequest, candidates: Sequence[C]) -> Pick[C]:
         adapter = request.adapter or BASE
         least = min(c.in_flight for c in candidates)
         within = [c for c in candidates if c.in_flight <= least + self.bound]
-        now = time.monotonic()
+        now = self.clock()
         hot = [c for c in within if self._heat_of(c).hot(adapter, now, self.linger_s)]
         if hot:
             return Pick(max(hot, key=lambda c: (self._heat_of(c).in_flight[adapter], -c.in_flight)), adapter)
@@ -69,7 +70,7 @@ class AdapterAffinity:
     def done(self, pick: Pick[Any]) -> None:
         heat = self._heat_of(pick.copy)
         heat.in_flight[pick.memo] -= 1
-        heat.ended[pick.memo] = time.monotonic()
+        heat.ended[pick.memo] = self.clock()
 
     def copies_changed(self, copies: Sequence[Candidate]) -> None:
         present = set(map(id, copies))
