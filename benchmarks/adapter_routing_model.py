@@ -4,8 +4,8 @@ measure take seconds, and the measured ones check the model.
 
 Each copy is one engine: a step runs one adapter group (llama.cpp applies an adapter to the whole context),
 chosen by the engine's `Turns`; a step costs `fixed + per_sequence x sequences + per_prompt_token x prompt
-tokens`, plus `switch` when its adapter differs from the last step's (llama.cpp re-plans its graph). The
-defaults are the runner's costs measured at 1 thread on the AMD EPYC (AVX2) of 2026-12-07. Closed-loop
+tokens`, plus `switch` when its adapter differs from the last step's (llama.cpp re-plans its graph): the
+runner's costs as `benchmarks/adapter_step_cost.py` measured them (`--step-cost`, its results file). Closed-loop
 users send one request after another (64-token prompt, 32 new tokens), each naming an adapter drawn from
 the scenario's traffic shares; the gateway's routers (`LeastOutstanding`, `AdapterAffinity`) choose the
 copy, as in the gateway. A model, not a measurement: its ratios are checked against the measured ones
@@ -40,10 +40,16 @@ PROMPT_TOKENS, NEW_TOKENS = 64, 32
 
 @dataclass(frozen=True)
 class StepCost:
-    fixed_s: float = 0.025
-    per_sequence_s: float = 0.0115
-    per_prompt_token_s: float = 0.0015
-    switch_s: float = 0.007
+    fixed_s: float
+    per_sequence_s: float
+    per_prompt_token_s: float
+    switch_s: float
+
+    @classmethod
+    def measured(cls, path: Path) -> StepCost:
+        """The costs benchmarks/adapter_step_cost.py wrote to `path`."""
+        data = json.loads(path.read_text())
+        return cls(data["fixed_s"], data["per_sequence_s"], data["per_prompt_token_s"], data["switch_s"])
 
     def of(self, sequences: int, prompt_tokens: int, switched: bool) -> float:
         return (self.fixed_s + self.per_sequence_s * sequences + self.per_prompt_token_s * prompt_tokens
@@ -169,8 +175,9 @@ def mean_run(scenario: Scenario, router: Callable[[Callable[[], float]], Router]
     return {key: statistics.mean(r[key] for r in runs) for key in runs[0]}
 
 
-def main(seconds: float = 600.0, seeds: int = 4, out: Path = Path("docs/results/adapter_routing_model.json")) -> None:
-    cost = StepCost()
+def main(seconds: float = 600.0, seeds: int = 4, step_cost: Path = Path("docs/results/adapter_step_cost.json"),
+         out: Path = Path("docs/results/adapter_routing_model.json")) -> None:
+    cost = StepCost.measured(step_cost)
     per_copy = {s.name: mean_run(s, least_outstanding, cost, seconds, seeds) for s in PER_COPY}
     routing = {s.name: {name: mean_run(s, router, cost, seconds, seeds) for name, router in ROUTERS.items()}
                for s in SCENARIOS}
