@@ -38,6 +38,10 @@ class Replica:
     def address(self) -> str | None:
         return self.handle.address if self.handle else None
 
+    @property
+    def adapter_names(self) -> list[str]:
+        return [name for name, _ in self.adapters]
+
     def restarts_within(self, window_s: float) -> int:
         """Count a restart now; how many there were in the last `window_s` seconds."""
         now = time.monotonic()

@@ -112,7 +112,7 @@ class Supervisor:
         kind = engine_kind(replica.spec.engine)
         self.table.add_backend(comp.spec.name, replica.id, replica.handle.address,
                                kind.copy_concurrency(replica.spec.deployment()), replica.token,
-                               adapters=dict(replica.adapters))
+                               adapters=replica.adapter_names)
         log.info("%s in service at %s", replica.id, replica.address)
         if kind.loads_adapters_live and replica.adapters != tuple(comp.adapters.items()):
             asyncio.create_task(self.sync_adapters(comp, replica))  # adapters that came or went while it started
@@ -138,8 +138,8 @@ class Supervisor:
                 log.warning("%s refused its adapters: %s %s", replica.id, answer.status_code, answer.text[:300])
                 return
             replica.adapters = wanted
-            self.table.set_copy_adapters(comp.spec.name, replica.id, dict(wanted))
-            log.info("%s serves adapters %s", replica.id, ", ".join(n for n, _ in wanted) or "none")
+            self.table.set_copy_adapters(comp.spec.name, replica.id, replica.adapter_names)
+            log.info("%s serves adapters %s", replica.id, ", ".join(replica.adapter_names) or "none")
 
     def fail(self, comp: Component, replica: Replica, reason: str) -> None:
         self.table.remove_backend(comp.spec.name, replica.id)

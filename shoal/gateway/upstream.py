@@ -131,7 +131,7 @@ class Upstreams:
         pool = request.pool
         stats, answered = pool.stats, False
         try:
-            if request.adapter and pool.serving() and not pool.serving(request.adapter):
+            if request.adapter and not pool.serving(request.adapter) and pool.serving():
                 raise NoCapacity.adapter_not_loaded(pool, request.adapter)
             async with self._admitted(pool):
                 sent = time.perf_counter()

@@ -120,8 +120,9 @@ def adapter_spec(name: str, endpoint: str, spec: shapes.Specification) -> Compon
         raise validation("Specification.Container.ArtifactUrl is required for an adapter inference component: "
                          "the adapter's file (a local path under the server's model directories)")
     try:
-        return ComponentSpec(InferenceComponentName=name, EndpointName=endpoint, ModelId=local_path(
-            artifact, "Specification.Container.ArtifactUrl"), BaseInferenceComponentName=spec.base_inference_component_name)
+        return ComponentSpec(InferenceComponentName=name, EndpointName=endpoint,
+                             ModelId=local_path(artifact, "Specification.Container.ArtifactUrl"),
+                             BaseInferenceComponentName=spec.base_inference_component_name)
     except ValidationError as exc:
         raise validation(problems(exc)) from None
 
